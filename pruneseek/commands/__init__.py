@@ -1,0 +1,4 @@
+"""Sub-commands of the `pruneseek` CLI. Each module offers ``add_parser(subparsers)``, which sets ``run``."""
+from pruneseek.commands import space
+
+COMMANDS = [space]
