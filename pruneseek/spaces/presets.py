@@ -70,12 +70,12 @@ def _field(path: Path, name: str, message: str) -> PresetError:
     return PresetError(f"{path}: field '{name}': {message}")
 
 
-def _int(path: Path, data: dict, name: str, minimum: int = 0) -> int:
+def _int(path: Path, data: dict, name: str, minimum: int = 0, prefix: str = "") -> int:
     value = data[name]
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _field(path, name, f"must be an integer, got {value!r}")
+        raise _field(path, prefix + name, f"must be an integer, got {value!r}")
     if value < minimum:
-        raise _field(path, name, f"must be at least {minimum}, got {value}")
+        raise _field(path, prefix + name, f"must be at least {minimum}, got {value}")
     return value
 
 
@@ -124,7 +124,7 @@ def _parse(path: Path, data: dict[str, Any]) -> SpacePreset:
             raise _field(path, f"transfer.{unknown[0]}", f"unknown field; [transfer] has {sorted(_TRANSFER_KEYS)}")
         if "k" not in transfer:
             raise _field(path, "transfer.k", "missing; how many kept layers a transfer moves")
-        transfer_k = _int(path, transfer, "k")
+        transfer_k = _int(path, transfer, "k", prefix="transfer.")
         if "topology" in transfer and "edges" in transfer:
             raise _field(path, "transfer.edges", "give either 'topology' or 'edges', not both")
         try:
