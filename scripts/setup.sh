@@ -12,8 +12,8 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
-stamp=.venv/.pruneseek-installed
-want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1) extras=$extras"
+stamp=".venv/.pruneseek-installed${extras:+-$extras}"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
