@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory measured as ratios, side by side in one run, written as JSON to results/."""

@@ -1,0 +1,67 @@
+"""`pruneseek bench`: speed and memory as ratios measured side by side in one run, written to results/."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pruneseek.commands.args import positive_int
+
+EXAMPLES = """examples:
+  pruneseek bench engine --json                 # CPU: 24-block SD3 MMDiT at bench width
+  pruneseek bench engine --steps 4 --rounds 2   # quicker, noisier
+  pruneseek bench engine --device cuda --shape sd3-medium --dtype bfloat16 --lora-rank 64
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks (ratios measured side by side), written as JSON to results/",
+        description="Run a benchmark and write its JSON to results/ (atomically).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("what", choices=["engine"], help="engine: search step vs plain LoRA step, blend and skip modes")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--shape", choices=["cpu", "sd3-medium"], default="cpu",
+                   help="cpu: 24 blocks at bench width (default); sd3-medium: SPEC §7's full shape (needs a GPU)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--batch", type=positive_int, default=2)
+    p.add_argument("--steps", type=positive_int, default=8, help="timed steps per variant and round")
+    p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds")
+    p.add_argument("--lora-rank", type=positive_int, default=8)
+    p.add_argument("--strategy", choices=["tinysr", "tinyfusion"], default="tinysr")
+    p.add_argument("--out", type=Path, default=None, help="output JSON (default results/bench-<what>.json)")
+    p.add_argument("--json", action="store_true", help="also print the JSON to stdout")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pruneseek.bench.engine import SD3_MEDIUM, EngineBenchConfig, bench_engine
+    from pruneseek.errors import PruneseekError
+    from pruneseek.io import atomic_write_json
+
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PruneseekError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
+    cfg = EngineBenchConfig(
+        batch=args.batch, steps=args.steps, rounds=args.rounds, lora_rank=args.lora_rank,
+        lora_alpha=float(args.lora_rank if args.shape == "sd3-medium" else 2 * args.lora_rank),
+        strategy=args.strategy, device=args.device, dtype=args.dtype,
+    )
+    if args.shape == "sd3-medium":
+        cfg.model, cfg.model_name, cfg.latent, cfg.context_tokens = dict(SD3_MEDIUM), "sd3-medium-shape", 64, 333
+    result = bench_engine(cfg)
+    out = args.out or Path("results") / f"bench-{args.what}.json"
+    atomic_write_json(out, result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    print(
+        f"blend/plain {result['blend_over_plain']:.3f}, skip/plain {result['skip_over_plain']:.3f}; "
+        f"peak MB plain {result['peak_mem_plain_mb']:.0f}, blend {result['peak_mem_blend_mb']:.0f}, "
+        f"skip {result['peak_mem_skip_mb']:.0f} -> {out}"
+    )
+    return 0

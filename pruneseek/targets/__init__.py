@@ -1,0 +1,1 @@
+"""Targets: the models pruneseek prunes, each exposing its block stack to the engine."""
