@@ -1,0 +1,104 @@
+"""The layer-mask engine: learned depth-pruning masks (SPEC.md §2, §4, §5).
+
+Layers of the package, imported one way (strategies → engine → spaces):
+
+- :mod:`~pruneseek.engine.schedules` — τ and scaling schedules (optax style).
+- :mod:`~pruneseek.engine.adapters` — how to call one block and blend it per sample (TinySR eq. 1).
+- :mod:`~pruneseek.engine.stack` — :class:`MaskedStack`, the masked forward in *blend* or *skip* mode.
+- :mod:`~pruneseek.engine.gates` — TinyFusion block gates, hard Gumbel-softmax, marginals, decisions.
+- :mod:`~pruneseek.engine.transfer` — TinySR dynamic inter-block activation (expansion-corrosion).
+- :mod:`~pruneseek.engine.search` — the joint mask + weight training loop, NaN guard, results.
+- :mod:`~pruneseek.engine.lora` — LoRA through ``peft`` for the weight update ΔΦ.
+"""
+from __future__ import annotations
+
+from pruneseek.errors import PruneseekError
+
+
+class EngineError(PruneseekError):
+    """A mask search that cannot run as configured, or that had to stop (the message says why)."""
+
+
+class NonFiniteLossError(EngineError):
+    """Too many consecutive steps with a non-finite loss or gradient; ``result`` holds the last good state."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+from pruneseek.engine.adapters import Adapter, MMDiTStream, SingleStream, blend  # noqa: E402
+from pruneseek.engine.gates import (  # noqa: E402
+    BlockGates,
+    GateSample,
+    LogitEMA,
+    confidence,
+    decide,
+    hard_gumbel_softmax,
+    log_marginals,
+    marginals,
+    option_tables,
+    probabilities,
+)
+from pruneseek.engine.lora import inject_lora, lora_parameters, remove_lora  # noqa: E402
+from pruneseek.engine.schedules import (  # noqa: E402
+    Schedule,
+    constant,
+    cosine,
+    default_scaling,
+    default_tau,
+    exponential,
+    join,
+    linear,
+    make_schedule,
+)
+from pruneseek.engine.search import MaskLearner, SearchConfig, SearchResult, run_search  # noqa: E402
+from pruneseek.engine.stack import MaskedStack  # noqa: E402
+from pruneseek.engine.transfer import (  # noqa: E402
+    TransferGates,
+    TransferSample,
+    marginal_candidates,
+    next_option_candidates,
+    transfer_decision,
+)
+
+__all__ = [
+    "Adapter",
+    "BlockGates",
+    "EngineError",
+    "GateSample",
+    "LogitEMA",
+    "MMDiTStream",
+    "MaskLearner",
+    "MaskedStack",
+    "NonFiniteLossError",
+    "Schedule",
+    "SearchConfig",
+    "SearchResult",
+    "SingleStream",
+    "TransferGates",
+    "TransferSample",
+    "blend",
+    "confidence",
+    "constant",
+    "cosine",
+    "decide",
+    "default_scaling",
+    "default_tau",
+    "exponential",
+    "hard_gumbel_softmax",
+    "inject_lora",
+    "join",
+    "linear",
+    "log_marginals",
+    "lora_parameters",
+    "make_schedule",
+    "marginal_candidates",
+    "marginals",
+    "next_option_candidates",
+    "option_tables",
+    "probabilities",
+    "remove_lora",
+    "run_search",
+    "transfer_decision",
+]

@@ -1,0 +1,375 @@
+"""The joint mask + weight search loop (SPEC.md §4; TinySR eq. 2 in its single-loop form).
+
+Model-agnostic: the caller supplies the model (an ``nn.Module`` holding the block ``ModuleList``), the
+:class:`~pruneseek.engine.stack.MaskedStack` over those blocks, a closure
+``loss_fn(batch, masks, mode) -> scalar tensor`` that runs the target's forward under ``masks``
+``(batch, N)`` in ``mode``, a source of batches, a :class:`MaskLearner` (block gates, optionally with
+transfer gates) and a :class:`SearchConfig`. Each step:
+
+1. τ, scaling ← schedules(step); masks ← learner.sample(batch size, τ, scaling, generator);
+2. loss ← loss_fn(batch, masks, mode); backward; clip the gradient norm of all trainable parameters;
+3. one AdamW step (weights at ``weight_lr``, gate logits at ``gate_lr``, weight decay 0);
+4. EMA of the gate logits (decay 0.999).
+
+NaN guard: a step whose loss or gradient norm is not finite is skipped — no optimiser step, no EMA
+update — and counted. More than ``max_nonfinite`` such steps in a row stop the run with
+:class:`~pruneseek.engine.NonFiniteLossError`, whose ``result`` is built from the last good state; the
+loop never applies a non-finite update.
+
+The decision reads the EMA logits at the final scaling (SPEC §4; with transfer gates, TinySR §3.1).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from pruneseek.engine import EngineError, NonFiniteLossError
+from pruneseek.engine.gates import (
+    INIT_LOGIT,
+    BlockGates,
+    LogitEMA,
+    confidence,
+    decide,
+    log_marginals,
+    marginals,
+    probabilities,
+)
+from pruneseek.engine.lora import inject_lora, linear_targets, remove_lora
+from pruneseek.engine.schedules import default_tau, make_schedule
+from pruneseek.engine.stack import MODES, MaskedStack
+from pruneseek.engine.transfer import TransferGates
+from pruneseek.spaces import BlockSpace
+
+WEIGHT_UPDATES = ("lora", "full", "frozen")
+LORA_AFTER = ("discard", "merge", "keep")
+
+
+class MaskLearner(nn.Module):
+    """The learnable mask distribution: :class:`BlockGates` plus, for TinySR, :class:`TransferGates`.
+
+    ``share_across_batch`` draws one mask per batch (the reference code's behaviour, which lets *skip*
+    mode skip at batch > 1); the default draws one per sample.
+    """
+
+    def __init__(
+        self,
+        space: BlockSpace,
+        transfer: TransferGates | None = None,
+        share_across_batch: bool = False,
+        init: float = INIT_LOGIT,
+    ):
+        super().__init__()
+        if transfer is not None and transfer.space != space:
+            raise EngineError("the transfer gates were built for a different search space than the block gates")
+        self.space = space
+        self.gates = BlockGates(space, init)
+        self.transfer = transfer
+        self.share_across_batch = bool(share_across_batch)
+
+    def gate_parameters(self) -> list[nn.Parameter]:
+        """Block logits, then (if any) the per-edge q vectors — the order the EMA keeps."""
+        return list(self.gates.logits) + (list(self.transfer.q) if self.transfer is not None else [])
+
+    def sample(self, batch: int, tau: float, scaling: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Masks ``(batch, N)``, exactly 0/1 in the forward pass, straight-through in the backward pass."""
+        rows = 1 if self.share_across_batch else batch
+        mask = self.gates.sample(rows, tau, scaling, generator).mask
+        if self.transfer is not None:
+            mask = self.transfer.apply(mask, list(self.gates.logits), tau, scaling, generator).mask
+        return mask.expand(batch, -1) if self.share_across_batch else mask
+
+    def decide(self, values: Sequence[torch.Tensor] | None = None, scaling: float = 100.0) -> dict:
+        """The decision from gate values (default: the current parameters; the loop passes the EMA).
+
+        Block gates alone: per block the largest-logit option (SPEC §4). With transfer gates: the
+        largest-q feasible transform per edge, then the top-π layers per block (TinySR §3.1).
+        ``confidence`` is the product over blocks of the decided option's probability at ``scaling``
+        (the largest-logit option's, SPEC §4); with transfer gates, each edge's chosen transform
+        probability is reported under ``transfer``.
+        """
+        values = [v.detach().cpu() for v in (values if values is not None else self.gate_parameters())]
+        k = self.space.num_blocks
+        logits, q = values[:k], values[k:]
+        options = [o.cpu() for o in self.gates.options]
+        probs = probabilities([l.double() for l in logits], scaling)
+        pi = marginals(probs, [o.double() for o in options])
+        block_conf = confidence([l.double() for l in logits], scaling)
+        out: dict[str, Any] = {
+            "probabilities": [p.tolist() for p in probs],
+            "marginals": pi.tolist(),
+            "block_confidence": block_conf.tolist(),
+            "confidence": float(block_conf.prod()),
+            "logits": [l.tolist() for l in logits],
+            "transfer": None,
+        }
+        if self.transfer is None:
+            mask = decide(logits, options)
+        else:
+            decision = self.transfer.decide(q, log_marginals([l.double() for l in logits], options, scaling))
+            mask = decision["mask"]
+            q_probs = probabilities([v.double() for v in q], scaling)
+            out["transfer"] = {
+                "rule": self.transfer.rule,
+                "k": self.transfer.k,
+                "edges": [list(e) for e in self.transfer.edges],
+                "q": [v.tolist() for v in q],
+                "probabilities": [p.tolist() for p in q_probs],
+                "choices": decision["choices"],
+                "confidence": [float(p[c + 1]) for p, c in zip(q_probs, decision["choices"])],
+                "counts": decision["counts"],
+            }
+        out["mask"] = [int(v) for v in mask.tolist()]
+        return out
+
+
+@dataclass
+class SearchConfig:
+    """Hyperparameters of one search (defaults: TinyFusion's recipe, SPEC §4)."""
+
+    steps: int = 100
+    #: τ schedule: a number, callable or schedule mapping; ``None`` = linear 4 → 0.1 over the run.
+    tau: Any = None
+    #: Logit scaling schedule (constant 100).
+    scaling: Any = 100.0
+    #: "lora" (train LoRA adapters only), "full" (all model parameters) or "frozen" (none).
+    weight_update: str = "lora"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    #: Module names for LoRA; ``None`` = every ``nn.Linear`` inside the stack's blocks.
+    lora_targets: Sequence[str] | None = None
+    lora_init: bool | str = True
+    #: After the search: "discard" the adapters (model as given), "merge" them into the weights, or "keep".
+    lora_after: str = "discard"
+    weight_lr: float = 1e-4
+    #: Gate (and q) learning rate; TinyFusion uses 10× the weight lr.
+    gate_lr: float = 1e-3
+    weight_decay: float = 0.0
+    #: Gradient-norm clip over all trainable parameters; 0 or ``None`` disables clipping.
+    clip_norm: float | None = 1.0
+    ema_decay: float = 0.999
+    mode: str = "blend"
+    seed: int = 0
+    #: Largest number of consecutive non-finite steps tolerated; one more stops the run.
+    max_nonfinite: int = 10
+    progress: bool = True
+    desc: str = "mask search"
+
+    def validate(self) -> "SearchConfig":
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+            raise EngineError(f"steps must be a positive whole number, got {self.steps!r}")
+        if self.weight_update not in WEIGHT_UPDATES:
+            raise EngineError(f"weight_update must be one of {list(WEIGHT_UPDATES)}, got {self.weight_update!r}")
+        if self.lora_after not in LORA_AFTER:
+            raise EngineError(f"lora_after must be one of {list(LORA_AFTER)}, got {self.lora_after!r}")
+        if self.mode not in MODES:
+            raise EngineError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        for name in ("weight_lr", "gate_lr"):
+            if not getattr(self, name) > 0:
+                raise EngineError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.max_nonfinite < 0:
+            raise EngineError(f"max_nonfinite must be 0 or more, got {self.max_nonfinite}")
+        return self
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v if (v is None or isinstance(v, (int, float, str, bool, list, dict))) else repr(v)
+            if isinstance(v, tuple):
+                out[f.name] = list(v)
+        return out
+
+
+@dataclass
+class SearchResult:
+    """What a search decided and how it got there (JSON-friendly via :meth:`to_dict`)."""
+
+    mask: list[int]
+    kept: list[int]
+    probabilities: list[list[float]]
+    marginals: list[float]
+    confidence: float
+    block_confidence: list[float]
+    loss_history: list[float]
+    nonfinite_steps: int
+    steps: int
+    settings: dict
+    logits: list[list[float]] = field(default_factory=list)
+    transfer: dict | None = None
+    seconds: float = 0.0
+    stopped: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def infer_batch_size(batch: Any) -> int:
+    """Leading dimension of the first tensor found in ``batch`` (tensor, mapping, or sequence)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0])
+    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    for item in items:
+        try:
+            return infer_batch_size(item)
+        except EngineError:
+            continue
+    raise EngineError("cannot tell the batch size from a batch without tensors; pass batch_size=")
+
+
+def _stream(batches: Callable[[], Iterable] | Iterable) -> Iterator:
+    """Endless batches: a callable is called again, a re-iterable re-iterated, when one pass ends."""
+    passes = 0
+    while True:
+        source = batches() if callable(batches) else batches
+        it = iter(source)
+        if passes and it is source and not callable(batches):
+            raise EngineError("the batch iterator ran out; pass a callable returning a fresh iterator or more batches")
+        got = False
+        for item in it:
+            got = True
+            yield item
+        if not got:
+            raise EngineError("the batch source yielded no batches")
+        passes += 1
+
+
+def run_search(
+    model: nn.Module,
+    stack: MaskedStack,
+    learner: MaskLearner,
+    loss_fn: Callable[[Any, torch.Tensor, str], torch.Tensor],
+    batches: Callable[[], Iterable] | Iterable,
+    config: SearchConfig,
+    device: torch.device | str | None = None,
+    batch_size: Callable[[Any], int] | None = None,
+) -> SearchResult:
+    """Train the mask distribution jointly with ΔΦ and decide (module docstring has the loop)."""
+    from tqdm.auto import tqdm
+
+    config.validate()
+    if stack.num_layers != learner.space.num_layers:
+        raise EngineError(
+            f"the stack has {stack.num_layers} blocks but the search space {learner.space.num_layers} layers"
+        )
+    if device is None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    learner.to(device)
+    tau_fn = make_schedule(config.tau, config.steps) if config.tau is not None else default_tau(config.steps)
+    scaling_fn = make_schedule(config.scaling, config.steps)
+    final_scaling = scaling_fn(config.steps - 1)
+    generator = torch.Generator(device="cpu").manual_seed(int(config.seed))
+    size_of = batch_size or infer_batch_size
+
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    lora_on = False
+    started = time.perf_counter()
+    try:
+        if config.weight_update == "lora":
+            targets = list(config.lora_targets) if config.lora_targets else linear_targets(model, stack.blocks)
+            weight_params = inject_lora(
+                model, config.lora_rank, config.lora_alpha, targets, config.lora_init, seed=config.seed
+            )
+            lora_on = True
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for p in weight_params:
+                p.requires_grad_(True)
+        elif config.weight_update == "full":
+            weight_params = list(model.parameters())
+            for p in weight_params:
+                p.requires_grad_(True)
+        else:
+            weight_params = []
+            for p in model.parameters():
+                p.requires_grad_(False)
+        gate_params = learner.gate_parameters()
+        groups = [{"params": gate_params, "lr": config.gate_lr}]
+        if weight_params:
+            groups.insert(0, {"params": weight_params, "lr": config.weight_lr})
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        trainable = weight_params + gate_params
+        ema = LogitEMA(gate_params, config.ema_decay)
+
+        history: list[float] = []
+        nonfinite = consecutive = 0
+        stream = _stream(batches)
+        bar = tqdm(total=config.steps, desc=config.desc, disable=not config.progress, leave=False)
+
+        def result(steps_run: int, stopped: str | None = None) -> SearchResult:
+            d = learner.decide(ema.value, final_scaling)
+            return SearchResult(
+                mask=d["mask"],
+                kept=[i for i, v in enumerate(d["mask"]) if v],
+                probabilities=d["probabilities"],
+                marginals=d["marginals"],
+                confidence=d["confidence"],
+                block_confidence=d["block_confidence"],
+                loss_history=list(history),
+                nonfinite_steps=nonfinite,
+                steps=steps_run,
+                settings=config.to_dict(),
+                logits=d["logits"],
+                transfer=d["transfer"],
+                seconds=time.perf_counter() - started,
+                stopped=stopped,
+            )
+
+        try:
+            for step in range(config.steps):
+                batch = next(stream)
+                tau, scaling = tau_fn(step), scaling_fn(step)
+                optimizer.zero_grad(set_to_none=True)
+                masks = learner.sample(size_of(batch), tau, scaling, generator)
+                loss = loss_fn(batch, masks, config.mode)
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                    raise EngineError("loss_fn must return a scalar tensor")
+                value = float(loss.detach())
+                history.append(value)
+                finite = math.isfinite(value)
+                if finite:
+                    if not loss.requires_grad:
+                        raise EngineError(
+                            "the loss does not depend on the masks: loss_fn must run the model under the masks it "
+                            "is given (and keep autograd on)"
+                        )
+                    loss.backward()
+                    norm = torch.nn.utils.clip_grad_norm_(
+                        [p for p in trainable if p.grad is not None], config.clip_norm or float("inf")
+                    )
+                    finite = bool(torch.isfinite(norm))
+                if not finite:
+                    optimizer.zero_grad(set_to_none=True)
+                    nonfinite += 1
+                    consecutive += 1
+                    if consecutive > config.max_nonfinite:
+                        partial = result(step + 1, stopped="nonfinite")
+                        raise NonFiniteLossError(
+                            f"the loss or its gradient was not finite for {consecutive} steps in a row (steps "
+                            f"{step - consecutive + 1}..{step}), more than max_nonfinite={config.max_nonfinite}; "
+                            "the search stopped and kept the last good state. Lower the learning rates, check the "
+                            "inputs for NaN, or raise max_nonfinite",
+                            result=partial,
+                        )
+                    bar.update(1)
+                    continue
+                consecutive = 0
+                optimizer.step()
+                ema.update(gate_params)
+                bar.update(1)
+                if step % 10 == 0 or step == config.steps - 1:
+                    bar.set_postfix(loss=f"{value:.4g}", tau=f"{tau:.3g}")
+        finally:
+            bar.close()
+        return result(config.steps)
+    finally:
+        if lora_on and config.lora_after != "keep":
+            remove_lora(model, merge=config.lora_after == "merge")
+        for p, flag in flags:
+            p.requires_grad_(flag)

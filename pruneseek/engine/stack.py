@@ -1,0 +1,74 @@
+"""A stack of residual blocks under a per-sample depth mask (SPEC.md §2 and §4, execution modes).
+
+:class:`MaskedStack` runs ``x_{i+1} = m_i·φ_i(x_i) + (1 − m_i)·x_i`` (TinySR eq. 1) over a
+``(batch, N)`` mask in one of two modes:
+
+- ``"blend"`` — every block is computed for every sample. Under the straight-through estimator the
+  mask gradient is exact: ``dL/dm_i = ⟨dL/dx_{i+1}, φ_i(x_i) − x_i⟩`` per sample (what TinyFusion does).
+- ``"skip"`` — a block whose mask is 0 for *every* sample of the batch is not computed (TinySR: "calculation
+  for a layer is bypassed if its associated mask value is 0"). Its term of the logit gradient is then
+  missing: that is the trade-off for the saved compute. With per-sample masks a block is skipped only
+  when no sample keeps it; ``share_across_batch`` (one mask per batch, the reference code's behaviour)
+  makes skipping effective at batch > 1.
+
+For the same hard mask both modes give identical outputs, equal to the stack with the dropped blocks
+physically deleted.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from pruneseek.engine import EngineError
+from pruneseek.engine.adapters import Adapter
+
+MODES = ("blend", "skip")
+
+
+class MaskedStack(nn.Module):
+    """``blocks`` (an ``nn.ModuleList`` owned by the model) run under a per-sample mask through ``adapter``."""
+
+    def __init__(self, blocks: nn.ModuleList | Sequence[nn.Module], adapter: Adapter):
+        super().__init__()
+        if not isinstance(blocks, nn.ModuleList):
+            blocks = nn.ModuleList(blocks)
+        self.blocks = blocks  # the model's own ModuleList, shared (not copied)
+        self.adapter = adapter
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    def forward(self, state: Any, masks: torch.Tensor | None = None, mode: str = "blend", **block_kwargs: Any) -> Any:
+        """Run every block on ``state``; ``masks`` is ``(batch, N)`` (``None`` runs the unmasked stack)."""
+        if mode not in MODES:
+            raise EngineError(f"unknown execution mode {mode!r}; use 'blend' or 'skip'")
+        if masks is None:
+            for block in self.blocks:
+                state = self.adapter.call(block, state, **block_kwargs)
+            return state
+        if masks.dim() != 2 or masks.shape[1] != len(self.blocks):
+            raise EngineError(f"masks must be (batch, {len(self.blocks)}), got {tuple(masks.shape)}")
+        batch = self.adapter.batch_size(state)
+        if masks.shape[0] != batch:
+            raise EngineError(f"masks hold {masks.shape[0]} rows for a batch of {batch}")
+        active = (masks.detach() != 0).any(dim=0).tolist() if mode == "skip" else None  # one device sync
+        for i, block in enumerate(self.blocks):
+            if active is not None and not active[i]:
+                continue
+            state = self.adapter.step(block, state, masks[:, i], **block_kwargs)
+        return state
+
+    def forward_kept(self, state: Any, kept: Sequence[int], **block_kwargs: Any) -> Any:
+        """The physically pruned stack: only the blocks in ``kept`` run, unmasked, in order."""
+        for i in sorted(kept):
+            state = self.adapter.call(self.blocks[i], state, **block_kwargs)
+        return state
+
+    def computed_blocks(self, masks: torch.Tensor, mode: str = "blend") -> int:
+        """How many blocks a forward in ``mode`` computes for ``masks`` (for measuring skip's saving)."""
+        if mode == "blend":
+            return len(self.blocks)
+        return int((masks.detach() != 0).any(dim=0).sum())
