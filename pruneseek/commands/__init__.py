@@ -1,4 +1,4 @@
 """Sub-commands of the `pruneseek` CLI. Each module offers ``add_parser(subparsers)``, which sets ``run``."""
-from pruneseek.commands import bench, space
+from pruneseek.commands import bench, landscape, space
 
-COMMANDS = [space, bench]
+COMMANDS = [space, bench, landscape]
