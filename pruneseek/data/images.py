@@ -1,0 +1,97 @@
+"""Image files → training pairs: HR random crops and their degraded ×4 LR (SPEC.md §7, TinySR §A.1)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pruneseek.data.degrade import DegradationConfig, degrade
+from pruneseek.errors import PruneseekError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class DataError(PruneseekError):
+    """A data folder or image file that cannot be used (the message names it)."""
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """An image file as ``(3, H, W)`` float in [0, 1]; gray is replicated, alpha dropped."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+            arr = np.asarray(rgb, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}; remove it from the folder or convert it to PNG/JPEG") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """PNG/JPEG files in ``folder`` (sorted); a clear error for a missing or empty folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist; give --data a folder of PNG/JPEG images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"data folder {folder} holds no PNG or JPEG images")
+    return files
+
+
+def bicubic_upscale(lr: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    """Bicubic ×scale (``align_corners=False``, as TSD-SR), clamped to [0, 1]; ``(B, 3, h, w)`` or ``(3, h, w)``."""
+    batched = lr.dim() == 4
+    x = lr if batched else lr[None]
+    out = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    return out if batched else out[0]
+
+
+class SRPairs:
+    """Deterministic (HR crop, LR) pairs: item i uses image i mod n, a crop and a degradation drawn from (seed, i).
+
+    Images smaller than the crop are reflect-padded up to it.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[str | Path],
+        hr_size: int = 64,
+        scale: int = 4,
+        degradation: DegradationConfig | None = None,
+        seed: int = 0,
+    ):
+        if not images:
+            raise DataError("no images given to build training pairs from")
+        if hr_size % scale:
+            raise DataError(f"the HR crop size {hr_size} must be a multiple of the scale {scale}")
+        self.paths = [Path(p) for p in images]
+        self.hr_size, self.scale, self.seed = hr_size, scale, seed
+        self.degradation = degradation or DegradationConfig(scale=scale)
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _image(self, k: int) -> torch.Tensor:
+        if k not in self._cache:
+            self._cache[k] = load_image(self.paths[k])
+        return self._cache[k]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, i])
+        img = self._image(i % len(self.paths))
+        _, h, w = img.shape
+        s = self.hr_size
+        if h < s or w < s:
+            img = F.pad(img[None], (0, max(0, s - w), 0, max(0, s - h)), mode="reflect")[0]
+            _, h, w = img.shape
+        top, left = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        hr = img[:, top : top + s, left : left + s].contiguous()
+        if rng.random() < 0.5:
+            hr = hr.flip(-1)
+        return hr, degrade(hr, self.degradation, rng)
