@@ -415,3 +415,30 @@ def test_half_precision_load(files):
     with torch.no_grad():
         sr = target.super_resolve(prepare_lr(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))))
     assert sr.shape == (1, 3, 32, 32) and torch.isfinite(sr.float()).all()
+
+
+def test_search_command_runs_on_tsdsr_files(files, tmp_path, monkeypatch, capsys):
+    """`pruneseek search --base --lora --embeddings` end to end on the TSD-SR-layout files (tiny model)."""
+    from pruneseek.cli import main
+    from pruneseek.maskfile import MaskFile
+
+    monkeypatch.setenv("PRUNESEEK_CACHE", str(tmp_path / "cache"))
+    preset = tmp_path / "tiny-3.toml"
+    preset.write_text('name = "tiny-3"\nmodel = "tsdsr"\nlayers = 3\nblock = 3\nkeep = 2\n')
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        arr = (torch.rand(40, 48, 3, generator=torch.Generator().manual_seed(i)) * 255).to(torch.uint8).numpy()
+        from PIL import Image
+
+        Image.fromarray(arr).save(images / f"img{i}.png")
+    out = tmp_path / "run"
+    code = main([
+        "search", "--model", "tsdsr", "--space", str(preset), "--strategy", "tinyfusion", "--steps", "3",
+        "--batch", "2", "--crops", "4", "--crop-size", "32", "--base", str(files["base"]), "--lora", str(files["lora"]),
+        "--embeddings", str(files["emb"]), "--data", str(images), "--out", str(out), "--quiet",
+    ])
+    assert code == 0, capsys.readouterr().err
+    mask = MaskFile.load(out / "mask.json")
+    assert mask.model_name == "tsdsr" and mask.num_layers == 3 and mask.num_kept == 2
+    assert "target: tsdsr (3 layers)" in capsys.readouterr().out

@@ -1,4 +1,4 @@
 """Sub-commands of the `pruneseek` CLI. Each module offers ``add_parser(subparsers)``, which sets ``run``."""
-from pruneseek.commands import bench, landscape, space
+from pruneseek.commands import bench, landscape, search, space, teacher
 
-COMMANDS = [space, bench, landscape]
+COMMANDS = [search, space, teacher, bench, landscape]

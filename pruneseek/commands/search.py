@@ -1,0 +1,193 @@
+"""`pruneseek search`: learn a depth-pruning mask and write it out (SPEC.md §4–5).
+
+With no weights given it runs on the bundled tsdsr-mini teacher with the built-in photographs; with
+``--base``, ``--lora`` and ``--embeddings`` it runs on the real TSD-SR from local files.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from pathlib import Path
+
+from pruneseek.commands.args import nonnegative_int, positive_int, ratio
+
+EXAMPLES = """examples:
+  pruneseek search --model tsdsr --ratio 0.5                       # tsdsr-mini, built-in photos, tinysr
+  pruneseek search --model tsdsr --ratio 0.5 --strategy tinyfusion --seed 1
+  pruneseek search --model tsdsr --space tsdsr-24-r33 --steps 200
+  pruneseek search --model tsdsr --ratio 0.5 --base SD3_DIR --lora TSDSR_LORA_DIR \\
+                   --embeddings EMB_DIR --data HR_IMAGES --device cuda
+"""
+#: Search defaults for the bundled miniature (its width is 64, so LoRA rank 8 as in TinyFusion).
+MINI_SETTINGS = {"lora_rank": 8, "lora_alpha": 16.0, "weight_lr": 1e-4, "gate_lr": 1e-3}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="learn a depth-pruning mask (writes a pruneseek.mask/v1 file)",
+        description="Learn which layers to keep, jointly with a LoRA weight update, and write the mask file, "
+        "a summary and the loss curve.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default="tsdsr", choices=["tsdsr"], help="target model family (default tsdsr)")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--ratio", type=ratio, help="fraction of layers removed: 0.33, 0.5 or 0.67 (bundled presets)")
+    shape.add_argument("--space", help="search-space preset name or .toml path (instead of --ratio)")
+    p.add_argument("--strategy", default="tinysr", help="tinysr (default) or tinyfusion")
+    p.add_argument("--rule", choices=["marginal", "next-option"], help="tinysr candidate rule (default marginal)")
+    p.add_argument("--steps", type=positive_int, default=300, help="optimisation steps (default 300)")
+    p.add_argument("--batch", type=positive_int, default=4, help="crops per step (default 4)")
+    p.add_argument("--crops", type=positive_int, default=192, help="calibration crops (default 192)")
+    p.add_argument("--crop-size", type=positive_int, default=64, help="HR crop side in pixels (default 64)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--mode", choices=["blend", "skip"], default="blend", help="execution mode (default blend)")
+    p.add_argument("--perceptual", choices=["auto", "gmsd", "lpips"], default="auto",
+                   help="perceptual term: LPIPS if its weights are local, else GMSD (auto)")
+    p.add_argument("--out", type=Path, help="output folder (default results/search/<model>-r<ratio>-<strategy>-s<seed>)")
+    p.add_argument("--data", type=Path, help="folder of HR images (default: the built-in photographs, train split)")
+    p.add_argument("--weights", type=Path, help="tsdsr-mini weights (default: the bundled ones)")
+    p.add_argument("--base", type=Path, help="real TSD-SR: SD3-medium folder in diffusers layout")
+    p.add_argument("--lora", type=Path, help="real TSD-SR: LoRA folder (transformer.safetensors, vae.safetensors)")
+    p.add_argument("--embeddings", type=Path, help="real TSD-SR: folder with prompt_embeds.pt and pool_embeds.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def load_target(args: argparse.Namespace):
+    from pruneseek.errors import PruneseekError
+
+    real = [args.base, args.lora, args.embeddings]
+    if any(real):
+        if not all(real):
+            raise PruneseekError("the real TSD-SR needs all of --base, --lora and --embeddings (local folders)")
+        from pruneseek.targets.tsdsr import load_tsdsr
+
+        return load_tsdsr(args.base, args.lora, args.embeddings, device=args.device), False
+    from pruneseek.targets.mini import load_mini
+
+    return load_mini(args.weights, device=args.device), True
+
+
+def resolve_space(args: argparse.Namespace, num_layers: int):
+    from pruneseek.errors import PruneseekError
+    from pruneseek.spaces import find_preset, load_preset
+
+    if args.space:
+        preset = load_preset(args.space)
+    else:
+        preset = find_preset(args.model, 0.5 if args.ratio is None else args.ratio)
+    if preset.space.num_layers != num_layers:
+        raise PruneseekError(
+            f"search space {preset.name} is for {preset.space.num_layers} layers, but the model has {num_layers}; "
+            "choose a preset for this model"
+        )
+    return preset
+
+
+def plot_loss(history: list[float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from pruneseek.io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    x = np.arange(len(history))
+    ax.plot(x, history, lw=0.6, alpha=0.5, label="loss")
+    if len(history) >= 10:
+        w = max(5, len(history) // 20)
+        smooth = np.convolve(history, np.ones(w) / w, mode="valid")
+        ax.plot(x[w - 1 :], smooth, lw=1.6, label=f"moving mean ({w})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from pruneseek.errors import PruneseekError
+    from pruneseek.io import atomic_write_json
+    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
+    from pruneseek.losses import perceptual_loss
+    from pruneseek.maskfile import MaskFile
+    from pruneseek.sr_problem import sr_search_problem
+    from pruneseek.strategies import get_strategy
+
+    started = time.perf_counter()
+    torch.manual_seed(args.seed)
+    target, is_mini = load_target(args)
+    preset = resolve_space(args, target.num_layers)
+    settings = dict(MINI_SETTINGS) if is_mini else {}
+    if args.rule:
+        if args.strategy != "tinysr":
+            raise PruneseekError("--rule applies to the tinysr strategy only")
+        settings["rule"] = args.rule
+    settings["mode"] = args.mode
+    settings["progress"] = not args.quiet
+    strategy = get_strategy(args.strategy, **settings)
+
+    perceptual, perceptual_note = perceptual_loss(args.perceptual)
+    print(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
+    print(f"strategy: {strategy.name}; loss: L1 to the teacher's latent + {perceptual_note}")
+    images = select_images("train", args.data)
+    spec = PairSpec(images=as_tuple(images), count=args.crops, hr_size=args.crop_size, seed=args.seed)
+    data = calibration_latents(target, spec, progress=not args.quiet)
+    for name in ("z_lr", "z_tea"):
+        check_finite(name, data[name])
+    problem = sr_search_problem(
+        target, data, preset.space, args.steps, args.batch, args.seed, perceptual,
+        topology=preset.topology, k=preset.transfer_k or 1,
+    )
+    result = strategy.search(problem, seed=args.seed)
+
+    ratio_text = f"{float(preset.space.ratio):.2g}"
+    out = args.out or Path("results") / "search" / f"{target.name}-r{ratio_text}-{strategy.name}-s{args.seed}"
+    transfer = {"k": preset.transfer_k or 1, "topology": preset.topology} if strategy.name == "tinysr" else None
+    mask = MaskFile.from_mask(
+        result.mask, model_name=target.name, strategy_name=strategy.name, settings=result.settings,
+        space=preset.space, preset=preset.name, transfer=transfer, probabilities=result.probabilities,
+        marginals=result.marginals, seed=args.seed, steps=result.steps, confidence=result.confidence,
+        metrics={"final_loss": float(sum(result.loss_history[-20:]) / max(1, len(result.loss_history[-20:])))},
+    )
+    mask_path = mask.save(out / "mask.json")
+    summary = {
+        "mask_file": str(mask_path),
+        "model": target.name,
+        "num_layers": target.num_layers,
+        "kept": result.kept,
+        "dropped": [i for i, v in enumerate(result.mask) if not v],
+        "confidence": result.confidence,
+        "block_confidence": result.block_confidence,
+        "transfer": result.transfer,
+        "strategy": strategy.name,
+        "space": preset.name,
+        "loss": {"description": f"L1(z_stu, z_tea) + {perceptual_note}", "history": result.loss_history},
+        "nonfinite_steps": result.nonfinite_steps,
+        "steps": result.steps,
+        "seed": args.seed,
+        "data": {"images": [Path(p).name for p in spec.images], "crops": spec.count, "crop_size": spec.hr_size},
+        "seconds": time.perf_counter() - started,
+        "search_seconds": result.seconds,
+    }
+    atomic_write_json(out / "summary.json", summary)
+    plot_loss(result.loss_history, out / "loss.png", f"{strategy.name} on {target.name}, {preset.name}, seed {args.seed}")
+    print(f"kept {len(result.kept)} of {target.num_layers} layers: {result.kept}")
+    print(f"confidence {result.confidence:.3f}; {result.steps} steps in {result.seconds:.0f} s "
+          f"({summary['seconds']:.0f} s in all)")
+    print(f"wrote {mask_path}, {out / 'summary.json'} and {out / 'loss.png'}")
+    if result.nonfinite_steps:
+        print(f"note: {result.nonfinite_steps} steps had a non-finite loss and were skipped")
+    return 0
