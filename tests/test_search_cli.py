@@ -87,5 +87,16 @@ def test_teacher_train_and_eval_commands(tmp_path, capsys):
     capsys.readouterr()
     assert main(["teacher", "eval", "--weights", str(out), "--out", str(tmp_path / "eval.json")]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert len(result["rows"]) == 12 and {"psnr_teacher", "psnr_bicubic", "ssim_teacher", "ssim_bicubic"} <= set(result["mean"])
+    assert len(result["rows"]) == 18 and {"psnr_teacher", "psnr_bicubic", "ssim_teacher", "ssim_bicubic"} <= set(result["mean"])
     assert "teacher PSNR" in capsys.readouterr().out
+
+
+def test_bundled_teacher_beats_bicubic_on_held_out_images():
+    """The committed tsdsr-mini weights beat bicubic upsampling of the same degraded held-out inputs."""
+    from pruneseek.teacher import eval_teacher
+
+    result = eval_teacher()
+    mean = result["mean"]
+    assert mean["psnr_teacher"] > mean["psnr_bicubic"]
+    assert mean["ssim_teacher"] > mean["ssim_bicubic"]
+    assert {r["image"] for r in result["rows"]} == {"astronaut", "china", "gravel"}

@@ -38,7 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     shape.add_argument("--space", help="search-space preset name or .toml path (instead of --ratio)")
     p.add_argument("--strategy", default="tinysr", help="tinysr (default) or tinyfusion")
     p.add_argument("--rule", choices=["marginal", "next-option"], help="tinysr candidate rule (default marginal)")
-    p.add_argument("--steps", type=positive_int, default=300, help="optimisation steps (default 300)")
+    p.add_argument("--steps", type=positive_int, default=600, help="optimisation steps (default 600)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="decay of the logit EMA the decision reads (default: 0.999, or 1 - 10/steps for runs "
+                        "shorter than 10,000 steps so the EMA spans the last tenth of the run)")
     p.add_argument("--batch", type=positive_int, default=4, help="crops per step (default 4)")
     p.add_argument("--crops", type=positive_int, default=192, help="calibration crops (default 192)")
     p.add_argument("--crop-size", type=positive_int, default=64, help="HR crop side in pixels (default 64)")
@@ -136,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
             raise PruneseekError("--rule applies to the tinysr strategy only")
         settings["rule"] = args.rule
     settings["mode"] = args.mode
+    settings["ema_decay"] = args.ema_decay if args.ema_decay is not None else min(0.999, max(0.0, 1 - 10 / args.steps))
+    if not 0 <= settings["ema_decay"] < 1:
+        raise PruneseekError(f"--ema-decay must lie in [0, 1), got {settings['ema_decay']}")
     settings["progress"] = not args.quiet
     strategy = get_strategy(args.strategy, **settings)
 
@@ -185,8 +191,10 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_json(out / "summary.json", summary)
     plot_loss(result.loss_history, out / "loss.png", f"{strategy.name} on {target.name}, {preset.name}, seed {args.seed}")
     print(f"kept {len(result.kept)} of {target.num_layers} layers: {result.kept}")
-    print(f"confidence {result.confidence:.3f}; {result.steps} steps in {result.seconds:.0f} s "
-          f"({summary['seconds']:.0f} s in all)")
+    per_block = result.block_confidence
+    print(f"decision probability per block (EMA logits at the final scaling): mean {sum(per_block) / len(per_block):.3f}, "
+          f"min {min(per_block):.3f} (uniform: {1 / max(len(o) for o in result.probabilities):.3f})")
+    print(f"{result.steps} steps in {result.seconds:.0f} s ({summary['seconds']:.0f} s in all)")
     print(f"wrote {mask_path}, {out / 'summary.json'} and {out / 'loss.png'}")
     if result.nonfinite_steps:
         print(f"note: {result.nonfinite_steps} steps had a non-finite loss and were skipped")

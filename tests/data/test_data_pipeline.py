@@ -99,7 +99,8 @@ def test_pairs_are_deterministic_per_seed_and_index():
 
 
 def test_builtin_split_is_fixed_disjoint_and_present():
-    assert set(TRAIN).isdisjoint(HELD_OUT) and len(HELD_OUT) == 4 and len(TRAIN) == 14
+    assert set(TRAIN).isdisjoint(HELD_OUT) and len(HELD_OUT) == 3 and len(TRAIN) == 14
+    assert "motorcycle_left" in TRAIN and "motorcycle_right" not in TRAIN + HELD_OUT  # stereo twins stay apart
     for split in ("train", "held_out"):
         for name, path in builtin_images(split):
             assert path.is_file(), name
