@@ -55,7 +55,7 @@ def make_pairs(spec: PairSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
     config = DegradationConfig(**spec.degradation) if spec.degradation else DegradationConfig()
     dataset = SRPairs([Path(p) for p in spec.images], hr_size=spec.hr_size, scale=4, degradation=config, seed=spec.seed)
-    pairs = [dataset[i % len(dataset)] if hasattr(dataset, "__len__") else dataset[i] for i in range(spec.count)]
+    pairs = [dataset[i] for i in range(spec.count)]  # item i: image i mod n, its own crop and degradation
     hr = torch.stack([p[0] for p in pairs])
     lr = torch.stack([p[1] for p in pairs])
     return hr, lr
@@ -81,7 +81,7 @@ def calibration_latents(
     from pruneseek.data import bicubic_upscale
     from pruneseek.io import atomic_write_bytes
 
-    key = {"format": "pruneseek.latents/v1", "pairs": spec.key(), "model": target.name, "weights": _weights_id(target)}
+    key = {"format": "pruneseek.latents/v2", "pairs": spec.key(), "model": target.name, "weights": _weights_id(target)}
     key_text = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(key_text.encode()).hexdigest()[:24]
     path = (cache_dir or default_cache_dir()) / f"latents-{target.name}-{digest}.safetensors"

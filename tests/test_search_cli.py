@@ -100,3 +100,12 @@ def test_bundled_teacher_beats_bicubic_on_held_out_images():
     assert mean["psnr_teacher"] > mean["psnr_bicubic"]
     assert mean["ssim_teacher"] > mean["ssim_bicubic"]
     assert {r["image"] for r in result["rows"]} == {"astronaut", "china", "gravel"}
+
+
+def test_calibration_pairs_are_all_distinct():
+    """Every calibration crop is its own (crop, degradation) draw, also beyond the number of images."""
+    from pruneseek.latents import make_pairs
+
+    images = as_tuple(select_images("train")[:2])
+    hr, lr = make_pairs(PairSpec(images=images, count=6, hr_size=32, seed=0))
+    assert len({t.numpy().tobytes() for t in lr}) == 6 and len({t.numpy().tobytes() for t in hr}) == 6
