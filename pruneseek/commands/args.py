@@ -2,26 +2,29 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(cast: type, adjective: str, minimum: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: ``cast(text)``, refusing values below ``minimum`` (or equal to it, if not inclusive)."""
+    noun = "integer" if cast is int else "number"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {adjective} {noun}, got {text!r}") from None
+        if value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected a {adjective} {noun}, got {value:g}")
+        return value
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+positive_int = _number(int, "positive", 1, inclusive=True)
+nonnegative_int = _number(int, "non-negative", 0, inclusive=True)
+nonnegative_float = _number(float, "non-negative", 0.0, inclusive=True)
+positive_float = _number(float, "positive", 0.0, inclusive=False)
 
 
 def ratio(text: str) -> float:

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from pruneseek.commands.args import nonnegative_int, positive_int, ratio
+from pruneseek.commands.args import nonnegative_float, nonnegative_int, positive_float, positive_int, ratio
 from pruneseek.errors import PruneseekError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -31,23 +31,6 @@ algorithms: tinyfusion, tinysr-marginal (tinysr), tinysr-next-option (next-optio
 """
 
 DEFAULT_PRESET = "tsdsr-24-r50"
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value:g}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value:g}")
-    return value
 
 
 def _names(text: str) -> list[str]:
@@ -80,10 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="landscapes per family, one search of each algorithm on each (default 200; --bench: 1000)")
     p.add_argument("--steps", type=positive_int, default=500, help="optimisation steps per learned search (500)")
     p.add_argument("--samples", type=positive_int, default=4, help="masks drawn per step (4)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate on the logits (3e-3)")
-    p.add_argument("--ruggedness", type=_float, default=0.3,
+    p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate on the logits (3e-3)")
+    p.add_argument("--ruggedness", type=nonnegative_float, default=0.3,
                    help="planted families: random-interaction size relative to the planted signal (0.3)")
-    p.add_argument("--coupling", type=_float, default=0.0,
+    p.add_argument("--coupling", type=nonnegative_float, default=0.0,
                    help="planted families: positive-definite pairwise structure in the planted signal that "
                    "scrambles per-layer scores (0 = linear signal)")
     p.add_argument("--families", type=_names, default=None, help="comma-separated families (default: all four)")
