@@ -8,7 +8,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import torch
 from torch import nn
 
-from pruneseek.engine import MaskedStack, SearchConfig, SearchResult
+from pruneseek.engine import MaskedStack, MaskLearner, SearchConfig, SearchResult, run_search
 from pruneseek.spaces import BlockSpace
 
 
@@ -93,3 +93,24 @@ def search_config(settings: dict[str, Any], problem: SearchProblem, seed: int, d
         "weight_lr", "gate_lr", "weight_decay", "clip_norm", "ema_decay", "mode", "max_nonfinite", "progress",
     }
     return SearchConfig(steps=problem.steps, seed=seed, desc=desc, **{k: settings[k] for k in keys})
+
+
+class LearnedMaskStrategy(Strategy):
+    """A strategy that learns a mask distribution with the engine (``run_search``); subclasses build the learner."""
+
+    def learner(self, problem: SearchProblem) -> MaskLearner:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def describe(self, problem: SearchProblem) -> dict[str, Any]:
+        """Extra entries for the result's settings record (none by default)."""
+        return {}
+
+    def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
+        config = search_config(self.settings, problem, seed, desc=self.name)
+        result = run_search(
+            problem.model, problem.stack, self.learner(problem), problem.loss_fn, problem.batches, config,
+            device=problem.device, batch_size=problem.batch_size,
+        )
+        result.settings = {"strategy": self.name, "seed": seed, "steps": problem.steps, **self.describe(problem),
+                           **self.settings}
+        return result

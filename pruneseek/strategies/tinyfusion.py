@@ -11,13 +11,13 @@ is, per block, the option with the largest EMA (0.999) logit; the mask always li
 """
 from __future__ import annotations
 
-from pruneseek.engine import MaskLearner, SearchResult, run_search
+from pruneseek.engine import MaskLearner
 from pruneseek.strategies import register
-from pruneseek.strategies.base import LEARNED_MASK_DEFAULTS, SearchProblem, Strategy, search_config
+from pruneseek.strategies.base import LEARNED_MASK_DEFAULTS, LearnedMaskStrategy, SearchProblem
 
 
 @register("tinyfusion")
-class TinyFusion(Strategy):
+class TinyFusion(LearnedMaskStrategy):
     """Block gates only: the decided mask is the largest-EMA-logit option of every block."""
 
     source = (
@@ -29,12 +29,3 @@ class TinyFusion(Strategy):
     def learner(self, problem: SearchProblem) -> MaskLearner:
         s = self.settings
         return MaskLearner(problem.space, None, share_across_batch=s["share_across_batch"], init=s["init_logit"])
-
-    def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
-        config = search_config(self.settings, problem, seed, desc=self.name)
-        result = run_search(
-            problem.model, problem.stack, self.learner(problem), problem.loss_fn, problem.batches, config,
-            device=problem.device, batch_size=problem.batch_size,
-        )
-        result.settings = {"strategy": self.name, "seed": seed, "steps": problem.steps, **self.settings}
-        return result

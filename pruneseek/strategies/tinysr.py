@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pruneseek.engine import MaskLearner, SearchResult, TransferGates, run_search
+from pruneseek.engine import MaskLearner, TransferGates
 from pruneseek.engine.transfer import RULES
 from pruneseek.spaces import make_topology, topology_name
 from pruneseek.strategies import register
-from pruneseek.strategies.base import LEARNED_MASK_DEFAULTS, SearchProblem, Strategy, search_config
+from pruneseek.strategies.base import LEARNED_MASK_DEFAULTS, LearnedMaskStrategy, SearchProblem
 
 
 @register("tinysr")
-class TinySR(Strategy):
+class TinySR(LearnedMaskStrategy):
     """Block gates + TransferGates over the problem's topology and k; decision by q then π."""
 
     source = (
@@ -54,15 +54,6 @@ class TinySR(Strategy):
         transfer = TransferGates(problem.space, problem.topology, k=problem.k, rule=s["rule"], init=s["init_logit"])
         return MaskLearner(problem.space, transfer, share_across_batch=s["share_across_batch"], init=s["init_logit"])
 
-    def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
-        config = search_config(self.settings, problem, seed, desc=self.name)
-        result = run_search(
-            problem.model, problem.stack, self.learner(problem), problem.loss_fn, problem.batches, config,
-            device=problem.device, batch_size=problem.batch_size,
-        )
-        result.settings = {
-            "strategy": self.name, "seed": seed, "steps": problem.steps,
-            "topology": topology_name(make_topology(problem.topology, problem.space.num_blocks)),
-            "k": problem.k, **self.settings,
-        }
-        return result
+    def describe(self, problem: SearchProblem) -> dict[str, Any]:
+        topology = topology_name(make_topology(problem.topology, problem.space.num_blocks))
+        return {"topology": topology, "k": problem.k}
