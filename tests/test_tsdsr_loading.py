@@ -1,14 +1,10 @@
 """The real TSD-SR loader on tiny models written in exactly TSD-SR's file layout (SPEC.md §7, §8).
 
-The fixture builds a tiny ``SD3Transformer2DModel`` and a tiny four-level ``AutoencoderKL`` (same module
-names as the SD3 VAE), saves them as a diffusers base folder, adds TSD-SR's LoRA configs with random
-weights and writes ``transformer.safetensors`` / ``vae.safetensors`` the way TSD-SR's training script does
-(``StableDiffusion3Pipeline.save_lora_weights(dir, transformer_lora_layers=get_peft_model_state_dict(m))``),
-plus the two prompt-embedding files.
+The ``files`` fixture comes from ``tsdsr_files.write_tsdsr_files`` (tiny SD3 transformer and VAE, TSD-SR's
+LoRA files written the way its training script writes them, the two prompt-embedding files).
 """
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
@@ -17,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKL, SD3Transformer2DModel
-from diffusers.loaders.lora_pipeline import SD3LoraLoaderMixin
 from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
+
+from tsdsr_files import RANK, TINY_SD3, TINY_VAE, TOKENS, hand_merged, write_tsdsr_files
 
 from pruneseek.errors import PruneseekError
 from pruneseek.targets.tsdsr import (
@@ -34,19 +30,6 @@ from pruneseek.targets.tsdsr import (
     tsdsr_lora_state_dict,
 )
 
-TINY_SD3 = dict(
-    sample_size=8, patch_size=2, in_channels=4, num_layers=3, attention_head_dim=8, num_attention_heads=2,
-    joint_attention_dim=32, caption_projection_dim=16, pooled_projection_dim=24, out_channels=4, pos_embed_max_size=16,
-)
-# Four levels and two resnets per level, like the SD3 VAE (block_out_channels 128/256/512/512), so every
-# name in TSD-SR's VAE target list but quant_conv exists; 8× downsampling.
-TINY_VAE = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(4, 8, 16, 16), layers_per_block=2, latent_channels=4, norm_num_groups=4, sample_size=32,
-    scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False,
-)
-RANK = 4
-TOKENS = 7
 EXAMPLE_KEY = "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"  # SPEC.md §7
 
 
@@ -59,61 +42,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _randomize_lora(model, generator):
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tsdsr")
-    g = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        transformer = SD3Transformer2DModel(**TINY_SD3).eval()
-        vae = AutoencoderKL(**TINY_VAE).eval()
-    transformer.save_pretrained(root / "base" / "transformer")
-    vae.save_pretrained(root / "base" / "vae")
-
-    t_lora, v_lora = copy.deepcopy(transformer), copy.deepcopy(vae)
-    t_lora.add_adapter(LoraConfig(r=RANK, lora_alpha=RANK, init_lora_weights="gaussian", target_modules=list(TSDSR_TRANSFORMER_TARGETS)))
-    v_lora.add_adapter(LoraConfig(r=RANK, lora_alpha=RANK, init_lora_weights="gaussian", target_modules=list(TSDSR_VAE_TARGETS)))
-    _randomize_lora(t_lora, g)
-    _randomize_lora(v_lora, g)
-    lora_dir = root / "lora"
-    # TSD-SR's save hook (train/train.py): both files through save_lora_weights' transformer prefix.
-    SD3LoraLoaderMixin.save_lora_weights(
-        lora_dir, transformer_lora_layers=get_peft_model_state_dict(t_lora, adapter_name="default"),
-        weight_name="transformer.safetensors",
-    )
-    SD3LoraLoaderMixin.save_lora_weights(
-        lora_dir, transformer_lora_layers=get_peft_model_state_dict(v_lora, adapter_name="default"),
-        weight_name="vae.safetensors",
-    )
-    emb = root / "emb"
-    emb.mkdir()
-    torch.save(torch.randn(1, TOKENS, TINY_SD3["joint_attention_dim"], generator=g), emb / "prompt_embeds.pt")
-    torch.save(torch.randn(1, TINY_SD3["pooled_projection_dim"], generator=g), emb / "pool_embeds.pt")
-    return dict(root=root, base=root / "base", lora=lora_dir, emb=emb, transformer=transformer, vae=vae)
-
-
-def _hand_merged(model, lora_file, config_cls, config):
-    """A fresh model with W + B·A·(α/r) folded in by hand (α = r in TSD-SR)."""
-    lora = load_file(str(lora_file))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    for key, a in lora.items():
-        if not key.endswith(".lora_A.weight"):
-            continue
-        module = key[len("transformer.") : -len(".lora_A.weight")]
-        b = lora[key.replace("lora_A", "lora_B")]
-        rank, alpha = a.shape[0], a.shape[0]
-        delta = b @ a if a.ndim == 2 else torch.einsum("or,rikl->oikl", b[:, :, 0, 0], a)
-        state[f"{module}.weight"] += delta * (alpha / rank)
-    out = config_cls(**config).eval()
-    out.load_state_dict(state)
-    return out
+    return write_tsdsr_files(tmp_path_factory.mktemp("tsdsr"))
 
 
 def _inputs(seed=1, batch=2, side=8):
@@ -141,14 +72,14 @@ def test_lora_is_active_and_equals_the_hand_merged_reference(files, merge):
     with torch.no_grad():
         v = target.velocity(z)
     base_v = _reference_velocity(files["transformer"], target, z)
-    merged = _hand_merged(files["transformer"], files["lora"] / "transformer.safetensors", SD3Transformer2DModel, TINY_SD3)
+    merged = hand_merged(files["transformer"], files["lora"] / "transformer.safetensors", SD3Transformer2DModel, TINY_SD3)
     assert (v - base_v).abs().max() > 1e-2  # the LoRA changes the output
     torch.testing.assert_close(v, _reference_velocity(merged, target, z), rtol=1e-4, atol=1e-5)
 
     # The VAE encoder LoRA too (posterior mode, so no sampling noise).
     target.encoder.sample = False
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    ref_vae = _hand_merged(files["vae"], files["lora"] / "vae.safetensors", AutoencoderKL, TINY_VAE)
+    ref_vae = hand_merged(files["vae"], files["lora"] / "vae.safetensors", AutoencoderKL, TINY_VAE)
     with torch.no_grad():
         z_lr = target.encode(x)
         z_ref = ref_vae.encode(x).latent_dist.mode() * TINY_VAE["scaling_factor"]
