@@ -242,3 +242,20 @@ def test_mini_export_from_the_committed_search_mask(tmp_path, capsys):
     model = SD3Transformer2DModel.from_pretrained(out)
     assert model.config.num_layers == 12
     assert main(["export", "--mask", str(mask), "--out", str(tmp_path / "x"), "--lora-format", "separate"]) == 2
+
+
+def test_bench_export_writes_ratios_and_the_linear_limit(tmp_path):
+    out = tmp_path / "bench-export.json"
+    assert main(["bench", "export", "--models", "tsdsr-mini", "--rounds", "1", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())["models"]["tsdsr-mini"]
+    assert 0 < r["pruned_over_full"] and 0 < r["precached_over_full"]
+    assert r["precached_max_abs_diff_vs_pruned"] < 1e-5
+    # MACs are additive: the pruned model's MACs are exactly the fixed part plus its kept blocks
+    assert r["linear_limit"]["macs_gap"] == pytest.approx(0.0, abs=1e-9)
+    assert r["macs"]["precached"] < r["macs"]["pruned"] < r["macs"]["full"]
+    assert r["params"]["pruned"] < r["params"]["full"]
+
+
+def test_bench_export_rejects_unknown_models(capsys):
+    assert main(["bench", "export", "--models", "sdxl"]) == 2
+    assert "sdxl" in capsys.readouterr().err

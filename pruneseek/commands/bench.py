@@ -11,6 +11,8 @@ EXAMPLES = """examples:
   pruneseek bench engine --json                 # CPU: 24-block SD3 MMDiT at bench width
   pruneseek bench engine --steps 4 --rounds 2   # quicker, noisier
   pruneseek bench engine --device cuda --shape sd3-medium --dtype bfloat16 --lora-rank 64
+  pruneseek bench export --json                 # full vs pruned 12/24 vs pre-cached: tsdsr-mini + SD3-medium shape
+  pruneseek bench export --models tsdsr-mini --rounds 3
 """
 
 
@@ -22,19 +24,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("what", choices=["engine"], help="engine: search step vs plain LoRA step, blend and skip modes")
+    p.add_argument("what", choices=["engine", "export"],
+                   help="engine: search step vs plain LoRA step, blend and skip modes; "
+                        "export: forward of full vs pruned (12/24) vs pruned + pre-cached modulation")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--shape", choices=["cpu", "sd3-medium"], default="cpu",
                    help="cpu: 24 blocks at bench width (default); sd3-medium: SPEC §7's full shape (needs a GPU)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--batch", type=positive_int, default=2)
     p.add_argument("--steps", type=positive_int, default=8, help="timed steps per variant and round")
-    p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds")
+    p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds (engine 3, export 5)")
+    p.add_argument("--models", default="tsdsr-mini,sd3-medium-shape",
+                   help="export: comma-separated models (tsdsr-mini, sd3-medium-shape)")
     p.add_argument("--lora-rank", type=positive_int, default=8)
     p.add_argument("--strategy", choices=["tinysr", "tinyfusion"], default="tinysr")
     p.add_argument("--out", type=Path, default=None, help="output JSON (default results/bench-<what>.json)")
     p.add_argument("--json", action="store_true", help="also print the JSON to stdout")
     p.set_defaults(run=run)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pruneseek.bench.export import ExportBenchConfig, bench_export
+    from pruneseek.errors import PruneseekError
+    from pruneseek.io import atomic_write_json
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in ("tsdsr-mini", "sd3-medium-shape")]
+    if unknown or not models:
+        raise PruneseekError(f"unknown --models {unknown or args.models!r}; choose from tsdsr-mini, sd3-medium-shape")
+    cfg = ExportBenchConfig(models=models, rounds=args.rounds or 5, device=args.device)
+    result = bench_export(cfg)
+    out = args.out or Path("results") / "bench-export.json"
+    atomic_write_json(out, result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    print(f"-> {out}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise PruneseekError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
+    if args.what == "export":
+        return run_export(args)
     cfg = EngineBenchConfig(
-        batch=args.batch, steps=args.steps, rounds=args.rounds, lora_rank=args.lora_rank,
+        batch=args.batch, steps=args.steps, rounds=args.rounds or 3, lora_rank=args.lora_rank,
         lora_alpha=float(args.lora_rank if args.shape == "sd3-medium" else 2 * args.lora_rank),
         strategy=args.strategy, device=args.device, dtype=args.dtype,
     )
