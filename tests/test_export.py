@@ -15,7 +15,7 @@ import torch
 from diffusers import SD3Transformer2DModel
 from safetensors.torch import load_file
 
-from tsdsr_files import TINY_SD3, hand_merged, write_tsdsr_files
+from tsdsr_files import TINY_SD3, hand_merged, one_thread, write_tsdsr_files  # noqa: F401 (autouse fixture)
 
 from pruneseek.cli import main
 from pruneseek.export import (
@@ -30,14 +30,6 @@ from pruneseek.maskfile import MaskFile
 from pruneseek.targets.tsdsr import load_tsdsr
 
 LAYERS = 5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL, SD3Transformer2DModel
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 
-from tsdsr_files import RANK, TINY_SD3, TINY_VAE, TOKENS, hand_merged, write_tsdsr_files
+from tsdsr_files import RANK, TINY_SD3, TINY_VAE, TOKENS, hand_merged, one_thread, write_tsdsr_files  # noqa: F401
 
 from pruneseek.errors import PruneseekError
 from pruneseek.targets.tsdsr import (
@@ -31,15 +31,6 @@ from pruneseek.targets.tsdsr import (
 )
 
 EXAMPLE_KEY = "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"  # SPEC.md §7
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine: one thread is ~100× faster than contended OpenMP."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

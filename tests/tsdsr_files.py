@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 from diffusers import AutoencoderKL, SD3Transformer2DModel
 from diffusers.loaders.lora_pipeline import SD3LoraLoaderMixin
@@ -33,6 +34,15 @@ TINY_VAE = dict(
 )
 RANK = 4
 TOKENS = 7
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convolutions on a shared 2-core machine: one thread is ~100× faster than contended OpenMP."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def randomize_lora(model, generator):

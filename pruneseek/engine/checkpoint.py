@@ -1,0 +1,112 @@
+"""Exact resume for the search loop: everything a step depends on, saved atomically.
+
+A checkpoint after step ``s`` holds the gate logits (and q), their EMA, the trainable weights (LoRA or
+all), the optimiser state, every RNG the loop draws from (the Gumbel generator, torch's global CPU RNG,
+CUDA's when used), the step, how many batches were consumed, the loss history and the NaN-guard counters.
+Resuming rebuilds the model and data the same way, restores all of that, fast-forwards the batch stream
+by the consumed count and continues at ``s + 1`` — so a killed and resumed run ends with the same mask
+and, on CPU, bit-identical gates as an uninterrupted one.
+
+A checkpoint also records the *fingerprint* of its run (steps, seed, strategy settings, space, data…);
+resuming under different settings is refused with the names of the settings that differ.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from pruneseek.engine import EngineError
+
+FORMAT = "pruneseek.search-checkpoint/v1"
+FILE = "checkpoint.pt"
+
+
+class CheckpointError(EngineError):
+    """A checkpoint that is missing, unreadable or from a run with other settings."""
+
+
+@dataclass
+class Checkpointing:
+    """Where and how often the loop checkpoints, and whether it resumes.
+
+    ``folder``: holds ``checkpoint.pt``; ``every``: steps between checkpoints (0 = only at the end is not
+    needed, so never); ``resume``: continue from ``folder/checkpoint.pt`` if it exists (a missing file with
+    ``resume=True`` is an error); ``fingerprint``: JSON-able settings that must match on resume;
+    ``stop_after``: for tests and pre-emptible jobs, stop (as if killed) after this many steps.
+    """
+
+    folder: Path
+    every: int = 0
+    resume: bool = False
+    fingerprint: dict = field(default_factory=dict)
+    stop_after: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder) / FILE
+
+
+def _differences(saved: Mapping, wanted: Mapping, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} (checkpoint {a!r}, now {b!r})")
+    return out
+
+
+def save_checkpoint(ckpt: Checkpointing, state: dict) -> Path:
+    """Write ``state`` with the format and fingerprint, atomically (temporary file, fsync, rename)."""
+    from pruneseek.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "fingerprint": ckpt.fingerprint, **state}, buf)
+    return atomic_write_bytes(ckpt.path, buf.getvalue())
+
+
+def load_checkpoint(ckpt: Checkpointing) -> dict:
+    """The saved state, after checking the format and that the fingerprint matches this run's."""
+    path = ckpt.path
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; start without --resume (or point --resume at the run's folder)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); delete it and start over") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a pruneseek search checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})")
+    diffs = _differences(state.get("fingerprint", {}), ckpt.fingerprint)
+    if diffs:
+        raise CheckpointError(
+            f"{path} was written by a run with other settings: {'; '.join(diffs[:6])}"
+            f"{' …' if len(diffs) > 6 else ''}. Resume with the same settings, or start a new run in another folder"
+        )
+    return state
+
+
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    states: dict[str, Any] = {"gumbel": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(generator: torch.Generator, states: Mapping[str, Any]) -> None:
+    generator.set_state(states["gumbel"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def remove_checkpoint(ckpt: Checkpointing) -> None:
+    try:
+        os.remove(ckpt.path)
+    except FileNotFoundError:
+        pass
