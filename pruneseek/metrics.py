@@ -1,4 +1,4 @@
-"""Weight-free image metrics and losses in torch (differentiable): PSNR, SSIM, GMSD.
+"""Weight-free image metrics and losses in torch (differentiable): PSNR, SSIM, GMSD, HaarPSI.
 
 Images are ``(B, C, H, W)`` in [0, 1]. Each metric returns one value per image, shape ``(B,)``.
 
@@ -9,6 +9,10 @@ Images are ``(B, C, H, W)`` in [0, 1]. Each metric returns one value per image, 
   the luminance after 2× average-pool downsampling, c = 0.0026 (for [0, 1] images, i.e. 170/255²);
   the standard deviation of the similarity map; lower is better. Used as the weight-free perceptual
   term of the search loss when LPIPS weights are not available (SPEC.md §8).
+- HaarPSI (Reisenhofer, Bosse, Kutyniok, Wiegand 2018, "A Haar wavelet-based perceptual similarity
+  index for image quality assessment"): the authors' reference MATLAB definition (``HaarPSI.m``), on
+  images scaled to [0, 255] in the YIQ colour form; higher is better, 1 for identical images. See
+  :func:`haarpsi`.
 """
 from __future__ import annotations
 
@@ -60,3 +64,92 @@ def gmsd(x: torch.Tensor, y: torch.Tensor, c: float = 0.0026) -> torch.Tensor:
     mx, my = magnitude(x), magnitude(y)
     gms = (2 * mx * my + c) / (mx**2 + my**2 + c)
     return gms.flatten(1).std(dim=1)
+
+
+#: HaarPSI constants (the paper's and the reference code's values): similarity constant C, logistic slope α.
+HAARPSI_C = 30.0
+HAARPSI_ALPHA = 4.2
+#: RGB → YIQ (the reference code's coefficients, rows Y, I, Q).
+YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def conv2_same(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """MATLAB's ``conv2(x, kernel, 'same')`` on ``(B, 1, H, W)``: a true convolution, zero padding.
+
+    'same' keeps the part of the full convolution that starts at offset ``floor(m / 2)`` per axis for a
+    kernel of side ``m``; for even kernels that is one sample later than numpy/scipy's 'same'.
+    """
+    kh, kw = kernel.shape
+    x = F.pad(x, (kw - 1 - kw // 2, kw // 2, kh - 1 - kh // 2, kh // 2))
+    return F.conv2d(x, kernel.flip(0, 1)[None, None].to(x))
+
+
+def haar_filter(scale: int, dtype=torch.float64, device=None) -> torch.Tensor:
+    """The reference code's 2-D Haar filter of scale k: side 2^k, entries ±2^−k, upper rows negative."""
+    side = 2**scale
+    f = torch.full((side, side), 2.0**-scale, dtype=dtype, device=device)
+    f[: side // 2] *= -1
+    return f
+
+
+def _haarpsi_subsample(x: torch.Tensor) -> torch.Tensor:
+    """The viewing-distance preprocessing: 2×2 mean filter ('same'), then every second sample."""
+    mean = torch.full((2, 2), 0.25, dtype=x.dtype, device=x.device)
+    return conv2_same(x, mean)[..., ::2, ::2]
+
+
+def _similarity(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
+    """S(a, b) = (2·a·b + C) / (a² + b² + C), the paper's similarity measure (on coefficient magnitudes)."""
+    return (2 * a * b + c) / (a**2 + b**2 + c)
+
+
+def haarpsi(
+    x: torch.Tensor, y: torch.Tensor, c: float = HAARPSI_C, alpha: float = HAARPSI_ALPHA, subsample: bool = True
+) -> torch.Tensor:
+    """HaarPSI of ``x`` against ``y`` (both ``(B, 1 or 3, H, W)`` in [0, 1]), one value per image in (0, 1].
+
+    Following the reference MATLAB code, on images scaled to [0, 255]:
+
+    1. RGB → YIQ; then (``subsample``) every channel 2×2-mean filtered and decimated by 2.
+    2. Haar coefficients of the luminance Y at scales k = 1, 2, 3 for the two orientations
+       (filters ``haar_filter(k)`` and its transpose, ``conv2 'same'``).
+    3. Per orientation o: local similarity HS_o = ½ Σ_{k=1,2} S(|g_k^x|, |g_k^y|) with
+       S(a, b) = (2ab + C)/(a² + b² + C), and weight W_o = max(|g_3^x|, |g_3^y|).
+    4. Colour (RGB input): HS_3 = ½ (S(|Ī^x|, |Ī^y|) + S(|Q̄^x|, |Q̄^y|)) on the 2×2-mean-filtered
+       I and Q channels, W_3 = (W_1 + W_2)/2 (the paper's colour extension).
+    5. HaarPSI = l_α⁻¹( Σ l_α(HS)·W / Σ W )², with l_α(s) = 1/(1 + e^{−αs}) and its inverse
+       l_α⁻¹(p) = log(p/(1 − p))/α.
+
+    C = 30, α = 4.2 (the paper's values). Symmetric in ``x`` and ``y``; 1 for identical images. Two
+    constant images have no structure (all weights 0) and give NaN, as the reference does.
+    """
+    if x.shape != y.shape or x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(
+            f"haarpsi needs two images of one shape (B, 1 or 3, H, W), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    x, y = x * 255.0, y * 255.0
+    colour = x.shape[1] == 3
+    if colour:
+        yiq = torch.tensor(YIQ, dtype=x.dtype, device=x.device)
+        x, y = torch.einsum("oc,bchw->bohw", yiq, x), torch.einsum("oc,bchw->bohw", yiq, y)
+    if subsample:
+        x, y = _haarpsi_subsample(x.flatten(0, 1)[:, None]), _haarpsi_subsample(y.flatten(0, 1)[:, None])
+        x, y = x.reshape(-1, 3 if colour else 1, *x.shape[-2:]), y.reshape(-1, 3 if colour else 1, *y.shape[-2:])
+    lum_x, lum_y = x[:, :1], y[:, :1]
+    sims, weights = [], []
+    for transpose in (False, True):  # orientation 1: filter as built, orientation 2: its transpose
+        filters = [haar_filter(k, x.dtype, x.device) for k in (1, 2, 3)]
+        filters = [f.t() if transpose else f for f in filters]
+        gx = [conv2_same(lum_x, f).abs() for f in filters]
+        gy = [conv2_same(lum_y, f).abs() for f in filters]
+        sims.append((_similarity(gx[0], gy[0], c) + _similarity(gx[1], gy[1], c)) / 2)
+        weights.append(torch.maximum(gx[2], gy[2]))
+    if colour:
+        mean = torch.full((2, 2), 0.25, dtype=x.dtype, device=x.device)
+        ix, iy = conv2_same(x[:, 1:2], mean).abs(), conv2_same(y[:, 1:2], mean).abs()
+        qx, qy = conv2_same(x[:, 2:3], mean).abs(), conv2_same(y[:, 2:3], mean).abs()
+        sims.append((_similarity(ix, iy, c) + _similarity(qx, qy, c)) / 2)
+        weights.append((weights[0] + weights[1]) / 2)
+    sim, weight = torch.cat(sims, dim=1), torch.cat(weights, dim=1)
+    pooled = (torch.sigmoid(alpha * sim) * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)
+    return (torch.log(pooled / (1 - pooled)) / alpha) ** 2

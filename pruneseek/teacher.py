@@ -120,6 +120,44 @@ def tiled(fn, image: torch.Tensor, tile: int, stride: int | None = None) -> torc
     return total / weight
 
 
+def held_out_crops(
+    crop: int = 192, seeds: tuple[int, ...] = tuple(range(6)), tile: int = 64, images: list[Path] | None = None
+) -> list[dict]:
+    """The evaluation inputs: per held-out photograph a centre crop (side a multiple of ``tile``), degraded
+    once per seed (Real-ESRGAN, default settings) and upscaled 4× bicubic.
+
+    Each item is ``{"image", "seed", "hr", "up"}`` with ``hr`` and ``up`` of shape ``(1, 3, H, W)`` in [0, 1].
+    """
+    from pruneseek.data import DegradationConfig, degrade, load_image
+
+    items = []
+    for path in images if images is not None else select_images("held_out"):
+        hr = _centre_crop(load_image(path), crop, multiple=tile)
+        for seed in seeds:
+            lr = degrade(hr, DegradationConfig(), seed)
+            items.append({"image": Path(path).stem, "seed": seed, "hr": hr[None], "up": bicubic_upscale(lr[None], 4)})
+    return items
+
+
+def sr_tiled(
+    target, up: torch.Tensor, tile: int = 64, masks: torch.Tensor | None = None, mode: str = "blend"
+) -> torch.Tensor:
+    """SR image in [0, 1] of the bicubic-upscaled ``up`` (in [0, 1]), on ``tile``-pixel tiles overlapping by half.
+
+    ``masks`` is one ``(1, N)`` mask row (or ``None``: the full model); it is applied to every tile in ``mode``.
+    """
+
+    def fn(tiles: torch.Tensor) -> torch.Tensor:  # tiles on the CPU, the model on its device
+        tiles = tiles.to(target.device)
+        if masks is None:
+            return target.super_resolve(tiles).cpu()
+        rows = masks.to(tiles.device).expand(tiles.shape[0], -1)
+        return target.decode(target.sr_latent(target.encode(tiles), rows, mode)).clamp(-1, 1).cpu()
+
+    with torch.no_grad():
+        return (tiled(fn, up.cpu() * 2 - 1, tile) + 1) / 2
+
+
 def eval_teacher(
     weights: Path | None = None, crop: int = 192, seeds: tuple[int, ...] = tuple(range(6)), tile: int = 64
 ) -> dict:
@@ -129,23 +167,16 @@ def eval_teacher(
     searched at (its position embedding is centre-cropped per input size, so other sizes are off its
     training distribution).
     """
-    from pruneseek.data import DegradationConfig, bicubic_upscale, degrade, load_image
-
     target = load_mini(weights)
     rows = []
-    for name, path in [(p.stem, p) for p in select_images("held_out")]:
-        hr = _centre_crop(load_image(path), crop, multiple=tile)
-        for seed in seeds:
-            lr = degrade(hr, DegradationConfig(), seed)
-            up = bicubic_upscale(lr[None], 4)
-            with torch.no_grad():
-                sr = (tiled(target.super_resolve, up * 2 - 1, tile) + 1) / 2
-            ref = hr[None]
-            rows.append({
-                "image": name, "seed": seed, "size": list(hr.shape[-2:]),
-                "psnr_teacher": float(psnr(sr, ref)), "psnr_bicubic": float(psnr(up, ref)),
-                "ssim_teacher": float(ssim(sr, ref)), "ssim_bicubic": float(ssim(up, ref)),
-            })
+    for item in held_out_crops(crop, seeds, tile):
+        up, ref = item["up"], item["hr"]
+        sr = sr_tiled(target, up, tile)
+        rows.append({
+            "image": item["image"], "seed": item["seed"], "size": list(ref.shape[-2:]),
+            "psnr_teacher": float(psnr(sr, ref)), "psnr_bicubic": float(psnr(up, ref)),
+            "ssim_teacher": float(ssim(sr, ref)), "ssim_bicubic": float(ssim(up, ref)),
+        })
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr_teacher", "psnr_bicubic", "ssim_teacher", "ssim_bicubic")}
     return {"weights": str(target.info["weights"]), "crop": crop, "tile": tile, "seeds": list(seeds), "rows": rows,
             "mean": mean,

@@ -15,7 +15,7 @@ import torch
 from diffusers import SD3Transformer2DModel
 from safetensors.torch import load_file
 
-from tsdsr_files import TINY_SD3, hand_merged, one_thread, write_tsdsr_files  # noqa: F401 (autouse fixture)
+from tsdsr_files import TINY_SD3, hand_merged, write_tsdsr_files
 
 from pruneseek.cli import main
 from pruneseek.export import (

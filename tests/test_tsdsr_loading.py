@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL, SD3Transformer2DModel
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 
-from tsdsr_files import RANK, TINY_SD3, TINY_VAE, TOKENS, hand_merged, one_thread, write_tsdsr_files  # noqa: F401
+from tsdsr_files import RANK, TINY_SD3, TINY_VAE, TOKENS, hand_merged, write_tsdsr_files
 
 from pruneseek.errors import PruneseekError
 from pruneseek.targets.tsdsr import (

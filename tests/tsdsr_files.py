@@ -36,15 +36,6 @@ RANK = 4
 TOKENS = 7
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine: one thread is ~100× faster than contended OpenMP."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomize_lora(model, generator):
     with torch.no_grad():
         for name, p in model.named_parameters():

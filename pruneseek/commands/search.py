@@ -1,7 +1,10 @@
-"""`pruneseek search`: learn a depth-pruning mask and write it out (SPEC.md §4–5).
+"""`pruneseek search`: decide a depth-pruning mask with any registered strategy and write it out (SPEC.md §4–6).
 
 With no weights given it runs on the bundled tsdsr-mini teacher with the built-in photographs; with
-``--base``, ``--lora`` and ``--embeddings`` it runs on the real TSD-SR from local files.
+``--base``, ``--lora`` and ``--embeddings`` it runs on the real TSD-SR from local files. ``--strategy``
+takes a registered name or a strategy-preset ``.toml`` path; the command's own learned-search settings
+(the miniature's LoRA size, ``--mode``, ``--ema-decay``, ``--rule``, the progress bar) go only to
+strategies that have those settings.
 """
 from __future__ import annotations
 
@@ -16,9 +19,27 @@ EXAMPLES = """examples:
   pruneseek search --model tsdsr --ratio 0.5                       # tsdsr-mini, built-in photos, tinysr
   pruneseek search --model tsdsr --ratio 0.5 --strategy tinyfusion --seed 1
   pruneseek search --model tsdsr --space tsdsr-24-r33 --steps 200
+  pruneseek search --model tsdsr --ratio 0.5 --strategy sensitivity
+  pruneseek search --model tsdsr --ratio 0.5 --strategy strategies/random-min.toml   # a preset file
   pruneseek search --model tsdsr --ratio 0.5 --base SD3_DIR --lora TSDSR_LORA_DIR \\
                    --embeddings EMB_DIR --data HR_IMAGES --device cuda
 """
+#: One line per registered strategy for --help (tests check it lists exactly the registry).
+STRATEGY_HELP = {
+    "tinysr": "learned block gates + inter-block transfers (TinySR; the default)",
+    "tinyfusion": "learned block-local masks with LoRA (TinyFusion)",
+    "random-min": "lowest calibration loss of random masks from the space (perturbation)",
+    "shortgpt": "remove the lowest Block Influence 1 - cos(x_i, x_i+1) (ShortGPT; similarity)",
+    "flux-lite": "remove the lowest input/output MSE (FLUX.1-Lite; similarity)",
+    "sensitivity": "remove the smallest drop-one loss rise (metric)",
+    "snapfusion": "greedy: least loss rise per latency saved, repeated (SnapFusion; metric)",
+    "bk-sdm": "fixed rule: first of each encoder group, last of each decoder group (experience)",
+    "optuna-tpe": "optuna TPE over per-block options, objective the calibration loss (black box)",
+    "annealing": "a rule's mask, removed by annealing over T recovery steps (PocketSR)",
+}
+STRATEGIES_TEXT = "strategies (--strategy NAME, or a preset .toml such as strategies/NAME.toml):\n" + "\n".join(
+    f"  {name:<12} {text}" for name, text in STRATEGY_HELP.items()
+)
 #: Search defaults for the bundled miniature (its width is 64, so LoRA rank 8 as in TinyFusion).
 MINI_SETTINGS = {"lora_rank": 8, "lora_alpha": 16.0, "weight_lr": 1e-4, "gate_lr": 1e-3}
 
@@ -27,18 +48,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
         help="learn a depth-pruning mask (writes a pruneseek.mask/v1 file)",
-        description="Learn which layers to keep, jointly with a LoRA weight update, and write the mask file, "
-        "a summary and the loss curve.",
-        epilog=EXAMPLES,
+        description="Decide which layers to keep (by default learned jointly with a LoRA weight update) and write "
+        "the mask file, a summary and the loss curve.",
+        epilog=STRATEGIES_TEXT + "\n\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", default="tsdsr", choices=["tsdsr"], help="target model family (default tsdsr)")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--ratio", type=ratio, help="fraction of layers removed: 0.33, 0.5 or 0.67 (bundled presets)")
     shape.add_argument("--space", help="search-space preset name or .toml path (instead of --ratio)")
-    p.add_argument("--strategy", default="tinysr", help="tinysr (default) or tinyfusion")
+    p.add_argument("--strategy", default="tinysr",
+                   help="a strategy name (listed below; default tinysr) or a strategy-preset .toml path")
     p.add_argument("--rule", choices=["marginal", "next-option"], help="tinysr candidate rule (default marginal)")
-    p.add_argument("--steps", type=positive_int, default=600, help="optimisation steps (default 600)")
+    p.add_argument("--steps", type=positive_int, default=600,
+                   help="optimisation steps of the learned strategies (default 600)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="decay of the logit EMA the decision reads (default: 0.999, or 1 - 10/steps for runs "
                         "shorter than 10,000 steps so the EMA spans the last tenth of the run)")
@@ -47,7 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop-size", type=positive_int, default=64, help="HR crop side in pixels (default 64)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--mode", choices=["blend", "skip"], default="blend", help="execution mode (default blend)")
+    p.add_argument("--mode", choices=["blend", "skip"], default=None,
+                   help="execution mode of the learned strategies (default blend)")
     p.add_argument("--perceptual", choices=["auto", "gmsd", "lpips"], default="auto",
                    help="perceptual term: LPIPS if its weights are local, else GMSD (auto)")
     p.add_argument("--out", type=Path, help="output folder (default results/search/<model>-r<ratio>-<strategy>-s<seed>)")
@@ -91,6 +115,66 @@ def resolve_space(args: argparse.Namespace, num_layers: int):
     return preset
 
 
+def strategy_settings(args: argparse.Namespace, is_mini: bool) -> tuple[str, dict]:
+    """The strategy name and its settings: command defaults < preset file < explicit flags.
+
+    The command's defaults (the miniature's LoRA size, the EMA decay for the run length, the progress
+    bar) apply only to settings the strategy has; an explicit flag for a setting it lacks is an error.
+    """
+    from pruneseek.errors import PruneseekError
+    from pruneseek.strategies import strategy_class
+    from pruneseek.strategies.presets import is_preset_path, load_strategy_preset
+
+    if is_preset_path(args.strategy):
+        name, from_file = load_strategy_preset(args.strategy)
+    else:
+        name, from_file = args.strategy, {}
+    defaults = strategy_class(name).defaults
+    settings = {k: v for k, v in MINI_SETTINGS.items() if k in defaults} if is_mini else {}
+    if "ema_decay" in defaults:
+        settings["ema_decay"] = min(0.999, max(0.0, 1 - 10 / args.steps))
+    settings.update(from_file)
+    for flag, key, value in (("--rule", "rule", args.rule), ("--mode", "mode", args.mode),
+                             ("--ema-decay", "ema_decay", args.ema_decay)):
+        if value is None:
+            continue
+        if key not in defaults:
+            having = ", ".join(n for n in STRATEGY_HELP if key in strategy_class(n).defaults)
+            raise PruneseekError(f"{flag} applies to strategies with a '{key}' setting ({having}), not to {name}")
+        settings[key] = value
+    if "ema_decay" in settings and not 0 <= settings["ema_decay"] < 1:
+        raise PruneseekError(f"--ema-decay must lie in [0, 1), got {settings['ema_decay']}")
+    if "progress" in defaults and (args.quiet or "progress" not in from_file):
+        settings["progress"] = not args.quiet
+    if args.quiet and "select_settings" in defaults:  # annealing: quiet its selecting strategy too
+        select = settings.get("select", defaults.get("select"))
+        if select in STRATEGY_HELP and "progress" in strategy_class(select).defaults:
+            settings["select_settings"] = {**settings.get("select_settings", {}), "progress": False}
+    return name, settings
+
+
+def result_mask_file(result, strategy_name: str, target, preset, seed: int, metrics: dict | None = None):
+    """The ``pruneseek.mask/v1`` file of a search result, and a note when the mask had to be recorded in the
+    full space C(N, M) because it lies outside the preset's block space (rule-based strategies may choose so)."""
+    from pruneseek.maskfile import MaskFile
+    from pruneseek.spaces import BlockSpace
+
+    transfer = {"k": preset.transfer_k or 1, "topology": preset.topology} if result.transfer is not None else None
+    space, notes = preset.space, None
+    if transfer is None and not preset.space.contains(result.mask):
+        space = BlockSpace.full(target.num_layers, sum(result.mask))
+        notes = (f"{strategy_name} chose a mask outside the block space of {preset.name} ({preset.space.describe()}); "
+                 f"it is recorded in the full space C({target.num_layers}, {sum(result.mask)})")
+    mask = MaskFile.from_mask(
+        result.mask, model_name=target.name, strategy_name=strategy_name, settings=result.settings,
+        space=space, preset=preset.name if space is preset.space else None, transfer=transfer,
+        probabilities=result.probabilities if space is preset.space and result.probabilities else None,
+        marginals=result.marginals, seed=seed, steps=result.steps, confidence=result.confidence,
+        metrics=metrics or {}, notes=notes,
+    )
+    return mask, notes
+
+
 def plot_loss(history: list[float], path: Path, title: str) -> None:
     import matplotlib
 
@@ -121,11 +205,9 @@ def plot_loss(history: list[float], path: Path, title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pruneseek.errors import PruneseekError
     from pruneseek.io import atomic_write_json
     from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
     from pruneseek.losses import perceptual_loss
-    from pruneseek.maskfile import MaskFile
     from pruneseek.sr_problem import sr_search_problem
     from pruneseek.strategies import get_strategy
 
@@ -133,17 +215,8 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     target, is_mini = load_target(args)
     preset = resolve_space(args, target.num_layers)
-    settings = dict(MINI_SETTINGS) if is_mini else {}
-    if args.rule:
-        if args.strategy != "tinysr":
-            raise PruneseekError("--rule applies to the tinysr strategy only")
-        settings["rule"] = args.rule
-    settings["mode"] = args.mode
-    settings["ema_decay"] = args.ema_decay if args.ema_decay is not None else min(0.999, max(0.0, 1 - 10 / args.steps))
-    if not 0 <= settings["ema_decay"] < 1:
-        raise PruneseekError(f"--ema-decay must lie in [0, 1), got {settings['ema_decay']}")
-    settings["progress"] = not args.quiet
-    strategy = get_strategy(args.strategy, **settings)
+    name, settings = strategy_settings(args, is_mini)
+    strategy = get_strategy(name, **settings)
 
     perceptual, perceptual_note = perceptual_loss(args.perceptual)
     print(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
@@ -151,8 +224,8 @@ def run(args: argparse.Namespace) -> int:
     images = select_images("train", args.data)
     spec = PairSpec(images=as_tuple(images), count=args.crops, hr_size=args.crop_size, seed=args.seed)
     data = calibration_latents(target, spec, progress=not args.quiet)
-    for name in ("z_lr", "z_tea"):
-        check_finite(name, data[name])
+    for key in ("z_lr", "z_tea"):
+        check_finite(key, data[key])
     problem = sr_search_problem(
         target, data, preset.space, args.steps, args.batch, args.seed, perceptual,
         topology=preset.topology, k=preset.transfer_k or 1,
@@ -161,13 +234,11 @@ def run(args: argparse.Namespace) -> int:
 
     ratio_text = f"{float(preset.space.ratio):.2g}"
     out = args.out or Path("results") / "search" / f"{target.name}-r{ratio_text}-{strategy.name}-s{args.seed}"
-    transfer = {"k": preset.transfer_k or 1, "topology": preset.topology} if strategy.name == "tinysr" else None
-    mask = MaskFile.from_mask(
-        result.mask, model_name=target.name, strategy_name=strategy.name, settings=result.settings,
-        space=preset.space, preset=preset.name, transfer=transfer, probabilities=result.probabilities,
-        marginals=result.marginals, seed=args.seed, steps=result.steps, confidence=result.confidence,
-        metrics={"final_loss": float(sum(result.loss_history[-20:]) / max(1, len(result.loss_history[-20:])))},
-    )
+    learned = result.steps > 0 and bool(result.probabilities)
+    metrics = {}
+    if learned:
+        metrics["final_loss"] = float(sum(result.loss_history[-20:]) / max(1, len(result.loss_history[-20:])))
+    mask, notes = result_mask_file(result, strategy.name, target, preset, args.seed, metrics)
     mask_path = mask.save(out / "mask.json")
     summary = {
         "mask_file": str(mask_path),
@@ -187,14 +258,34 @@ def run(args: argparse.Namespace) -> int:
         "data": {"images": [Path(p).name for p in spec.images], "crops": spec.count, "crop_size": spec.hr_size},
         "seconds": time.perf_counter() - started,
         "search_seconds": result.seconds,
+        "cost": result.cost,
+        "recovery_overrides": strategy.recovery_overrides(),
     }
+    if result.scores is not None:
+        summary["scores"] = result.scores
+    if result.trajectory:
+        summary["trajectory"] = result.trajectory
+    if notes:
+        summary["notes"] = notes
     atomic_write_json(out / "summary.json", summary)
     plot_loss(result.loss_history, out / "loss.png", f"{strategy.name} on {target.name}, {preset.name}, seed {args.seed}")
     print(f"kept {len(result.kept)} of {target.num_layers} layers: {result.kept}")
-    per_block = result.block_confidence
-    print(f"decision probability per block (EMA logits at the final scaling): mean {sum(per_block) / len(per_block):.3f}, "
-          f"min {min(per_block):.3f} (uniform: {1 / max(len(o) for o in result.probabilities):.3f})")
-    print(f"{result.steps} steps in {result.seconds:.0f} s ({summary['seconds']:.0f} s in all)")
+    cost = result.cost
+    passes = (f"{cost.get('forward_passes', 0):,} forward and {cost.get('backward_passes', 0):,} backward passes, "
+              "counted in samples")
+    if learned:
+        per_block = result.block_confidence
+        print(f"decision probability per block (EMA logits at the final scaling): "
+              f"mean {sum(per_block) / len(per_block):.3f}, min {min(per_block):.3f} "
+              f"(uniform: {1 / max(len(o) for o in result.probabilities):.3f})")
+        print(f"{result.steps} steps in {result.seconds:.0f} s ({summary['seconds']:.0f} s in all)")
+    else:
+        print(f"{strategy.name} decided in {result.seconds:.1f} s ({summary['seconds']:.0f} s in all; {passes})")
+    if notes:
+        print(f"note: {notes}")
+    overrides = strategy.recovery_overrides()
+    if overrides:
+        print(f"recovery settings this strategy asks for: {overrides}")
     print(f"wrote {mask_path}, {out / 'summary.json'} and {out / 'loss.png'}")
     if result.nonfinite_steps:
         print(f"note: {result.nonfinite_steps} steps had a non-finite loss and were skipped")

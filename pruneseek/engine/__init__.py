@@ -4,7 +4,8 @@ Layers of the package, imported one way (strategies → engine → spaces):
 
 - :mod:`~pruneseek.engine.schedules` — τ and scaling schedules (optax style).
 - :mod:`~pruneseek.engine.adapters` — how to call one block and blend it per sample (TinySR eq. 1).
-- :mod:`~pruneseek.engine.stack` — :class:`MaskedStack`, the masked forward in *blend* or *skip* mode.
+- :mod:`~pruneseek.engine.stack` — :class:`MaskedStack`, the masked forward in *blend* or *skip* mode, and an
+  observation hook (:meth:`MaskedStack.observe`) that reports each computed block's input and output.
 - :mod:`~pruneseek.engine.gates` — TinyFusion block gates, hard Gumbel-softmax, marginals, decisions.
 - :mod:`~pruneseek.engine.transfer` — TinySR dynamic inter-block activation (expansion-corrosion).
 - :mod:`~pruneseek.engine.search` — the joint mask + weight training loop, NaN guard, results.
@@ -52,7 +53,7 @@ from pruneseek.engine.schedules import (  # noqa: E402
     linear,
     make_schedule,
 )
-from pruneseek.engine.search import MaskLearner, SearchConfig, SearchResult, run_search  # noqa: E402
+from pruneseek.engine.search import MaskLearner, SearchConfig, SearchResult, infer_batch_size, run_search  # noqa: E402
 from pruneseek.engine.stack import MaskedStack  # noqa: E402
 from pruneseek.engine.transfer import (  # noqa: E402
     TransferGates,
@@ -87,6 +88,7 @@ __all__ = [
     "default_tau",
     "exponential",
     "hard_gumbel_softmax",
+    "infer_batch_size",
     "inject_lora",
     "join",
     "linear",

@@ -36,6 +36,10 @@ class Adapter:
     def batch_size(self, state: Any) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def primary(self, state: Any) -> torch.Tensor:  # pragma: no cover - interface
+        """The state's main token stream (what similarity scores such as ShortGPT's Block Influence read)."""
+        raise NotImplementedError
+
     def step(self, block: nn.Module, state: Any, m: torch.Tensor | None, **kwargs: Any) -> Any:
         """One block of the masked stack: the block's output blended with its input by ``m`` (or unmasked)."""
         new = self.call(block, state, **kwargs)
@@ -53,6 +57,10 @@ class SingleStream(Adapter):
 
     def batch_size(self, state: torch.Tensor) -> int:
         return state.shape[0]
+
+    def primary(self, state: torch.Tensor) -> torch.Tensor:
+        """The state itself."""
+        return state
 
 
 class MMDiTStream(Adapter):
@@ -83,3 +91,7 @@ class MMDiTStream(Adapter):
 
     def batch_size(self, state: tuple) -> int:
         return state[0].shape[0]
+
+    def primary(self, state: tuple) -> torch.Tensor:
+        """The image tokens ``h`` (the context stream is conditioning, and the last block drops it)."""
+        return state[0]

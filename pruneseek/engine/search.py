@@ -17,6 +17,8 @@ update — and counted. More than ``max_nonfinite`` such steps in a row stop the
 loop never applies a non-finite update.
 
 The decision reads the EMA logits at the final scaling (SPEC §4; with transfer gates, TinySR §3.1).
+The result also records what the search cost (forward/backward passes in samples, block evaluations,
+seconds) and a trajectory of the EMA marginals π about every ``steps / 50`` steps and at the last step.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ from pruneseek.engine.transfer import TransferGates
 from pruneseek.spaces import BlockSpace
 
 WEIGHT_UPDATES = ("lora", "full", "frozen")
+#: About this many snapshots of the marginals are kept in :attr:`SearchResult.trajectory`.
+TRAJECTORY_POINTS = 50
 LORA_AFTER = ("discard", "merge", "keep")
 
 
@@ -204,6 +208,13 @@ class SearchResult:
     transfer: dict | None = None
     seconds: float = 0.0
     stopped: str | None = None
+    #: What the search spent: ``seconds``, ``forward_passes`` and ``backward_passes`` (in samples: a batch
+    #: of 4 through the model is 4), ``block_evaluations`` (blocks computed × samples).
+    cost: dict = field(default_factory=dict)
+    #: Per-layer scores of a score-based strategy (higher = more important), else None.
+    scores: list[float] | None = None
+    #: Snapshots during a learned search: ``{"step": s, "marginals": [π per layer]}`` from the EMA logits.
+    trajectory: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -299,11 +310,23 @@ def run_search(
 
         history: list[float] = []
         nonfinite = consecutive = 0
+        cost = {"forward_passes": 0, "backward_passes": 0, "block_evaluations": 0}
+        trajectory: list[dict] = []
+        every = max(1, config.steps // TRAJECTORY_POINTS)
+        block_options = [o.double() for o in learner.gates.options]
+        num_blocks = learner.space.num_blocks
+
+        def snapshot(steps_done: int) -> None:
+            """π per layer from the EMA block logits at the final scaling (detached, a few small ops)."""
+            probs = probabilities([v.double() for v in ema.value[:num_blocks]], final_scaling)
+            trajectory.append({"step": steps_done, "marginals": marginals(probs, block_options).cpu().tolist()})
+
         stream = _stream(batches)
         bar = tqdm(total=config.steps, desc=config.desc, disable=not config.progress, leave=False)
 
         def result(steps_run: int, stopped: str | None = None) -> SearchResult:
             d = learner.decide(ema.value, final_scaling)
+            elapsed = time.perf_counter() - started
             return SearchResult(
                 mask=d["mask"],
                 kept=[i for i, v in enumerate(d["mask"]) if v],
@@ -317,8 +340,10 @@ def run_search(
                 settings=config.to_dict(),
                 logits=d["logits"],
                 transfer=d["transfer"],
-                seconds=time.perf_counter() - started,
+                seconds=elapsed,
                 stopped=stopped,
+                cost={"seconds": elapsed, **cost},
+                trajectory=list(trajectory),
             )
 
         try:
@@ -326,8 +351,11 @@ def run_search(
                 batch = next(stream)
                 tau, scaling = tau_fn(step), scaling_fn(step)
                 optimizer.zero_grad(set_to_none=True)
-                masks = learner.sample(size_of(batch), tau, scaling, generator)
+                samples = size_of(batch)
+                masks = learner.sample(samples, tau, scaling, generator)
                 loss = loss_fn(batch, masks, config.mode)
+                cost["forward_passes"] += samples
+                cost["block_evaluations"] += stack.computed_blocks(masks, config.mode) * samples
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                     raise EngineError("loss_fn must return a scalar tensor")
                 value = float(loss.detach())
@@ -340,6 +368,7 @@ def run_search(
                             "is given (and keep autograd on)"
                         )
                     loss.backward()
+                    cost["backward_passes"] += samples
                     norm = torch.nn.utils.clip_grad_norm_(
                         [p for p in trainable if p.grad is not None], config.clip_norm or float("inf")
                     )
@@ -357,11 +386,15 @@ def run_search(
                             "inputs for NaN, or raise max_nonfinite",
                             result=partial,
                         )
+                    if (step + 1) % every == 0 or step + 1 == config.steps:
+                        snapshot(step + 1)
                     bar.update(1)
                     continue
                 consecutive = 0
                 optimizer.step()
                 ema.update(gate_params)
+                if (step + 1) % every == 0 or step + 1 == config.steps:
+                    snapshot(step + 1)
                 bar.update(1)
                 if step % 10 == 0 or step == config.steps - 1:
                     bar.set_postfix(loss=f"{value:.4g}", tau=f"{tau:.3g}")

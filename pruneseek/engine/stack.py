@@ -13,10 +13,16 @@
 
 For the same hard mask both modes give identical outputs, equal to the stack with the dropped blocks
 physically deleted.
+
+Observation: :meth:`MaskedStack.observe` registers ``fn(index, state_in, state_out)``, called after every
+block the stack computes with the block's input state and its own output (before the per-sample
+blend), so strategies can read what blocks do (ShortGPT's Block Influence, FLUX.1-Lite's MSE) without
+touching model code. With no observer the forward is unchanged.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -36,6 +42,27 @@ class MaskedStack(nn.Module):
             blocks = nn.ModuleList(blocks)
         self.blocks = blocks  # the model's own ModuleList, shared (not copied)
         self.adapter = adapter
+        self._observers: tuple[Callable[[int, Any, Any], None], ...] = ()
+
+    @contextlib.contextmanager
+    def observe(self, fn: Callable[[int, Any, Any], None]) -> Iterator["MaskedStack"]:
+        """Within the block, call ``fn(index, state_in, state_out)`` after each computed block.
+
+        ``state_out`` is the block's own output (for a masked forward, before the blend with its
+        input); blocks a *skip* forward does not compute are not reported. Observers nest; each is
+        removed when its block exits, also on error.
+        """
+        self._observers = self._observers + (fn,)
+        try:
+            yield self
+        finally:
+            observers = list(self._observers)
+            observers.remove(fn)
+            self._observers = tuple(observers)
+
+    def _notify(self, index: int, state_in: Any, state_out: Any) -> None:
+        for fn in self._observers:
+            fn(index, state_in, state_out)
 
     @property
     def num_layers(self) -> int:
@@ -45,9 +72,13 @@ class MaskedStack(nn.Module):
         """Run every block on ``state``; ``masks`` is ``(batch, N)`` (``None`` runs the unmasked stack)."""
         if mode not in MODES:
             raise EngineError(f"unknown execution mode {mode!r}; use 'blend' or 'skip'")
+        observed = bool(self._observers)
         if masks is None:
-            for block in self.blocks:
-                state = self.adapter.call(block, state, **block_kwargs)
+            for i, block in enumerate(self.blocks):
+                new = self.adapter.call(block, state, **block_kwargs)
+                if observed:
+                    self._notify(i, state, new)
+                state = new
             return state
         if masks.dim() != 2 or masks.shape[1] != len(self.blocks):
             raise EngineError(f"masks must be (batch, {len(self.blocks)}), got {tuple(masks.shape)}")
@@ -58,13 +89,22 @@ class MaskedStack(nn.Module):
         for i, block in enumerate(self.blocks):
             if active is not None and not active[i]:
                 continue
-            state = self.adapter.step(block, state, masks[:, i], **block_kwargs)
+            if observed:
+                new = self.adapter.call(block, state, **block_kwargs)
+                self._notify(i, state, new)
+                state = self.adapter.blend(new, state, masks[:, i])
+            else:
+                state = self.adapter.step(block, state, masks[:, i], **block_kwargs)
         return state
 
     def forward_kept(self, state: Any, kept: Sequence[int], **block_kwargs: Any) -> Any:
         """The physically pruned stack: only the blocks in ``kept`` run, unmasked, in order."""
+        observed = bool(self._observers)
         for i in sorted(kept):
-            state = self.adapter.call(self.blocks[i], state, **block_kwargs)
+            new = self.adapter.call(self.blocks[i], state, **block_kwargs)
+            if observed:
+                self._notify(i, state, new)
+            state = new
         return state
 
     def computed_blocks(self, masks: torch.Tensor, mode: str = "blend") -> int:
