@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +23,10 @@ EXAMPLES = """examples:
   pruneseek search --model tsdsr --space tsdsr-24-r33 --steps 200
   pruneseek search --model tsdsr --ratio 0.5 --strategy sensitivity
   pruneseek search --model tsdsr --ratio 0.5 --strategy strategies/random-min.toml   # a preset file
+  pruneseek search --model tsdsr --ratio 0.5 --strategy tinyfusion --checkpoint-every 50   # resumable
+  pruneseek search --model tsdsr --ratio 0.5 --strategy tinyfusion --resume results/search/tsdsr-mini-r0.5-tinyfusion-s0
+  pruneseek search --model tsdsr --ratio 0.5 --nproc 2 --batch 8    # data parallel: 2 processes × 4 crops
+  torchrun --nproc-per-node 8 -m pruneseek search --model tsdsr --ratio 0.5 --device cuda --batch 32 ...
   pruneseek search --model tsdsr --ratio 0.5 --base SD3_DIR --lora TSDSR_LORA_DIR \\
                    --embeddings EMB_DIR --data HR_IMAGES --device cuda
 """
@@ -80,6 +86,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", type=Path, help="real TSD-SR: SD3-medium folder in diffusers layout")
     p.add_argument("--lora", type=Path, help="real TSD-SR: LoRA folder (transformer.safetensors, vae.safetensors)")
     p.add_argument("--embeddings", type=Path, help="real TSD-SR: folder with prompt_embeds.pt and pool_embeds.pt")
+    p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
+                   help="learned strategies: save the whole search state to OUT/checkpoint/ every N steps and at "
+                        "the end, atomically (default 0: off)")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the interrupted run whose output folder (or checkpoint folder) is DIR, with the "
+                        "same settings; it ends exactly as an uninterrupted run would")
+    p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                   help="learned strategies: run data-parallel in N processes on this machine (gloo on CPU, nccl "
+                        "on CUDA); --batch is the global batch, split over the processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -153,6 +168,25 @@ def strategy_settings(args: argparse.Namespace, is_mini: bool) -> tuple[str, dic
     return name, settings
 
 
+def search_fingerprint(args, target, preset, strategy, spec, perceptual_note: str, processes: int) -> dict:
+    """What a search checkpoint must agree on to be resumed (settings that change the run's numbers)."""
+    from pruneseek.io import file_sha256
+    from pruneseek.targets.mini import WEIGHTS
+
+    if args.base is not None:
+        weights = {"base": str(args.base.resolve()), "lora": str(args.lora.resolve()),
+                   "embeddings": str(args.embeddings.resolve())}
+    else:
+        weights = file_sha256(args.weights or WEIGHTS)
+    settings = {k: v for k, v in strategy.settings.items() if k != "progress"}
+    return json.loads(json.dumps({
+        "model": target.name, "weights": weights, "space": preset.name, "strategy": strategy.name,
+        "settings": settings, "steps": args.steps, "batch": args.batch, "seed": args.seed,
+        "data": {"images": [Path(p).name for p in spec.images], "crops": spec.count, "crop_size": spec.hr_size},
+        "perceptual": perceptual_note, "processes": processes, "device": str(args.device),
+    }, default=repr))
+
+
 def result_mask_file(result, strategy_name: str, target, preset, seed: int, metrics: dict | None = None):
     """The ``pruneseek.mask/v1`` file of a search result, and a note when the mask had to be recorded in the
     full space C(N, M) because it lies outside the preset's block space (rule-based strategies may choose so)."""
@@ -202,7 +236,57 @@ def plot_loss(history: list[float], path: Path, title: str) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def check_parallel_and_resume(args: argparse.Namespace, strategy, processes: int) -> None:
+    """Refuse --nproc / --checkpoint-every / --resume where they cannot apply, before any work is done."""
+    from pruneseek.errors import PruneseekError
+    from pruneseek.strategies.base import LearnedMaskStrategy
+
+    learned = isinstance(strategy, LearnedMaskStrategy)
+    for flag, used in (("--nproc", processes > 1), ("--checkpoint-every", args.checkpoint_every > 0),
+                       ("--resume", args.resume is not None)):
+        if used and not learned:
+            raise PruneseekError(
+                f"{flag} applies to the learned strategies (tinysr, tinyfusion), whose search trains for many steps; "
+                f"{strategy.name} decides by a rule in one pass: run it without {flag}"
+            )
+    if processes > 1 and args.batch % processes:
+        raise PruneseekError(
+            f"--batch {args.batch} (the global batch) does not split over {processes} processes; "
+            f"use a multiple of {processes}, e.g. --batch {processes * max(1, args.batch // processes)}"
+        )
+
+
+def checkpoint_folder(resume: Path) -> Path:
+    """The folder holding ``checkpoint.pt`` for ``--resume DIR`` (the run's output folder or the folder itself)."""
+    from pruneseek.engine.checkpoint import FILE
+
+    return resume if (resume / FILE).is_file() else resume / "checkpoint"
+
+
 def run(args: argparse.Namespace) -> int:
+    from pruneseek.commands.launcher import launch, under_launcher, without_option
+
+    if args.nproc > 1 and not under_launcher():
+        name, settings = strategy_settings(args, is_mini=not any([args.base, args.lora, args.embeddings]))
+        from pruneseek.strategies import get_strategy
+
+        check_parallel_and_resume(args, get_strategy(name, **settings), args.nproc)
+        return launch(without_option(args.argv, "--nproc"), args.nproc)
+    from pruneseek.engine.distributed import init_from_env, shutdown
+
+    parallel = init_from_env(args.device)
+    try:
+        if parallel.is_main:
+            return search(args, parallel)
+        import contextlib
+
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # rank 0 speaks and writes
+            return search(args, parallel)
+    finally:
+        shutdown()
+
+
+def search(args: argparse.Namespace, parallel) -> int:
     import torch
 
     from pruneseek.io import atomic_write_json
@@ -216,24 +300,47 @@ def run(args: argparse.Namespace) -> int:
     target, is_mini = load_target(args)
     preset = resolve_space(args, target.num_layers)
     name, settings = strategy_settings(args, is_mini)
+    if not parallel.is_main:
+        settings.update({k: False for k in ("progress",) if k in settings})
     strategy = get_strategy(name, **settings)
+    check_parallel_and_resume(args, strategy, parallel.world)
+    ratio_text = f"{float(preset.space.ratio):.2g}"
+    default_out = Path("results") / "search" / f"{target.name}-r{ratio_text}-{strategy.name}-s{args.seed}"
+    if args.resume is not None:
+        folder = checkpoint_folder(args.resume)
+        out = args.out or (folder.parent if folder.name == "checkpoint" else folder)
+    else:
+        out = args.out or default_out
+        folder = out / "checkpoint"
 
     perceptual, perceptual_note = perceptual_loss(args.perceptual)
     print(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
     print(f"strategy: {strategy.name}; loss: L1 to the teacher's latent + {perceptual_note}")
     images = select_images("train", args.data)
     spec = PairSpec(images=as_tuple(images), count=args.crops, hr_size=args.crop_size, seed=args.seed)
-    data = calibration_latents(target, spec, progress=not args.quiet)
+    data = calibration_latents(target, spec, progress=not args.quiet and parallel.is_main)
     for key in ("z_lr", "z_tea"):
         check_finite(key, data[key])
     problem = sr_search_problem(
         target, data, preset.space, args.steps, args.batch, args.seed, perceptual,
         topology=preset.topology, k=preset.transfer_k or 1,
     )
-    result = strategy.search(problem, seed=args.seed)
+    problem.parallel = parallel if parallel.active else None
+    if args.checkpoint_every or args.resume is not None:
+        from pruneseek.engine import Checkpointing
 
-    ratio_text = f"{float(preset.space.ratio):.2g}"
-    out = args.out or Path("results") / "search" / f"{target.name}-r{ratio_text}-{strategy.name}-s{args.seed}"
+        fingerprint = search_fingerprint(args, target, preset, strategy, spec, perceptual_note, parallel.world)
+        problem.checkpointing = Checkpointing(folder, every=args.checkpoint_every, resume=args.resume is not None,
+                                              fingerprint=fingerprint)
+        action = "resuming from" if args.resume is not None else "checkpoints go to"
+        every = f" every {args.checkpoint_every} steps" if args.checkpoint_every else " at the end"
+        print(f"{action} {folder / 'checkpoint.pt'}" + ("" if args.resume is not None else every))
+    if parallel.active:
+        print(f"data parallel: {parallel.world} processes, global batch {args.batch} "
+              f"({args.batch // parallel.world} crops each)")
+    result = strategy.search(problem, seed=args.seed)
+    if not parallel.is_main:
+        return 0
     learned = result.steps > 0 and bool(result.probabilities)
     metrics = {}
     if learned:
@@ -265,6 +372,9 @@ def run(args: argparse.Namespace) -> int:
         summary["scores"] = result.scores
     if result.trajectory:
         summary["trajectory"] = result.trajectory
+    if result.logits:
+        summary["gates"] = {"ema_logits": result.logits,
+                            "transfer_q": result.transfer["q"] if result.transfer is not None else None}
     if notes:
         summary["notes"] = notes
     atomic_write_json(out / "summary.json", summary)

@@ -29,6 +29,8 @@ class NonFiniteLossError(EngineError):
 
 
 from pruneseek.engine.adapters import Adapter, MMDiTStream, SingleStream, blend  # noqa: E402
+from pruneseek.engine.checkpoint import CheckpointError, Checkpointing  # noqa: E402
+from pruneseek.engine.distributed import DataParallel  # noqa: E402
 from pruneseek.engine.gates import (  # noqa: E402
     BlockGates,
     GateSample,
@@ -66,6 +68,9 @@ from pruneseek.engine.transfer import (  # noqa: E402
 __all__ = [
     "Adapter",
     "BlockGates",
+    "CheckpointError",
+    "Checkpointing",
+    "DataParallel",
     "EngineError",
     "GateSample",
     "LogitEMA",

@@ -34,17 +34,15 @@ class CheckpointError(EngineError):
 class Checkpointing:
     """Where and how often the loop checkpoints, and whether it resumes.
 
-    ``folder``: holds ``checkpoint.pt``; ``every``: steps between checkpoints (0 = only at the end is not
-    needed, so never); ``resume``: continue from ``folder/checkpoint.pt`` if it exists (a missing file with
-    ``resume=True`` is an error); ``fingerprint``: JSON-able settings that must match on resume;
-    ``stop_after``: for tests and pre-emptible jobs, stop (as if killed) after this many steps.
+    ``folder``: holds ``checkpoint.pt``; ``every``: steps between checkpoints (0: only at the end);
+    ``resume``: continue from ``folder/checkpoint.pt`` (a missing file is an error); ``fingerprint``:
+    JSON-able settings that must match on resume.
     """
 
     folder: Path
     every: int = 0
     resume: bool = False
     fingerprint: dict = field(default_factory=dict)
-    stop_after: int | None = None
 
     @property
     def path(self) -> Path:

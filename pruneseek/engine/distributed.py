@@ -81,16 +81,36 @@ class DataParallel:
 
     # ----------------------------------------------------------------------------------- reductions
     def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
-        """Mean of each gradient over ranks (a missing gradient counts as zero, as in one process)."""
+        """Mean of each gradient over ranks, as one process with the whole global batch would have it.
+
+        A parameter with no gradient on any rank keeps none (the optimiser skips it, as in one process);
+        one with a gradient on some ranks only (e.g. LoRA of a block those ranks' masks skipped) counts
+        zero on the others. One flat ``all_reduce`` for all gradients.
+        """
         if not self.active:
             return
         import torch.distributed as dist
 
-        for p in params:
+        params = list(params)
+        if not params:
+            return
+        device = params[0].device
+        present = torch.tensor([float(p.grad is not None) for p in params], device=device)
+        dist.all_reduce(present, op=dist.ReduceOp.MAX)
+        used = [p for p, flag in zip(params, present.tolist()) if flag > 0]
+        for p in used:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad.div_(self.world)
+        if not used:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in used])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat.div_(self.world)
+        offset = 0
+        for p in used:
+            n = p.grad.numel()
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+            offset += n
 
     def mean(self, value: float, device) -> float:
         """Mean of a Python float over ranks (the logged loss)."""

@@ -16,6 +16,14 @@ update — and counted. More than ``max_nonfinite`` such steps in a row stop the
 :class:`~pruneseek.engine.NonFiniteLossError`, whose ``result`` is built from the last good state; the
 loop never applies a non-finite update.
 
+Data parallel (:mod:`pruneseek.engine.distributed`): with ``parallel`` of N processes each step takes one
+*global* batch, draws the Gumbel noise of all its samples from the shared seeded generator, keeps its own
+shard of samples and masks, and averages the gradients over processes before clipping, so N processes
+with global batch B follow one process with batch B (up to the order of floating-point sums); the gates
+are checked bit-identical on every rank after every step. Exact resume
+(:mod:`pruneseek.engine.checkpoint`): with ``checkpointing`` the loop saves every ``every`` steps and at
+the end, and continues a saved run from its next step.
+
 The decision reads the EMA logits at the final scaling (SPEC §4; with transfer gates, TinySR §3.1).
 The result also records what the search cost (forward/backward passes in samples, block evaluations,
 seconds) and a trajectory of the EMA marginals π about every ``steps / 50`` steps and at the last step.
@@ -32,6 +40,8 @@ import torch
 from torch import nn
 
 from pruneseek.engine import EngineError, NonFiniteLossError
+from pruneseek.engine.checkpoint import Checkpointing, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from pruneseek.engine.distributed import DataParallel
 from pruneseek.engine.gates import (
     INIT_LOGIT,
     BlockGates,
@@ -259,8 +269,15 @@ def run_search(
     config: SearchConfig,
     device: torch.device | str | None = None,
     batch_size: Callable[[Any], int] | None = None,
+    checkpointing: Checkpointing | None = None,
+    parallel: DataParallel | None = None,
 ) -> SearchResult:
-    """Train the mask distribution jointly with ΔΦ and decide (module docstring has the loop)."""
+    """Train the mask distribution jointly with ΔΦ and decide (module docstring has the loop).
+
+    ``checkpointing`` saves (and with ``resume`` restores) the whole loop state; ``parallel`` runs the step
+    data-parallel over an initialised process group (``batches`` then yields *global* batches, the same on
+    every rank).
+    """
     from tqdm.auto import tqdm
 
     config.validate()
@@ -277,6 +294,7 @@ def run_search(
     final_scaling = scaling_fn(config.steps - 1)
     generator = torch.Generator(device="cpu").manual_seed(int(config.seed))
     size_of = batch_size or infer_batch_size
+    dp = parallel or DataParallel()
 
     flags = [(p, p.requires_grad) for p in model.parameters()]
     lora_on = False
@@ -311,7 +329,10 @@ def run_search(
         history: list[float] = []
         nonfinite = consecutive = 0
         cost = {"forward_passes": 0, "backward_passes": 0, "block_evaluations": 0}
+        if dp.active:
+            cost.update(processes=dp.world, gates_checked_identical=0)
         trajectory: list[dict] = []
+        earlier_seconds = 0.0  # time spent before a resume
         every = max(1, config.steps // TRAJECTORY_POINTS)
         block_options = [o.double() for o in learner.gates.options]
         num_blocks = learner.space.num_blocks
@@ -322,11 +343,63 @@ def run_search(
             trajectory.append({"step": steps_done, "marginals": marginals(probs, block_options).cpu().tolist()})
 
         stream = _stream(batches)
-        bar = tqdm(total=config.steps, desc=config.desc, disable=not config.progress, leave=False)
+        first_step = 0
+
+        def loop_state(steps_done: int) -> dict:
+            """Everything the next step depends on (module docstring of pruneseek.engine.checkpoint)."""
+            return {
+                "step": steps_done,
+                "batches_consumed": steps_done,
+                "gates": [p.detach().cpu().clone() for p in gate_params],
+                "ema": [v.detach().cpu().clone() for v in ema.value],
+                "weights": [p.detach().cpu().clone() for p in weight_params],
+                "optimizer": optimizer.state_dict(),
+                "rng": rng_states(generator),
+                "history": list(history),
+                "nonfinite": nonfinite,
+                "consecutive": consecutive,
+                "cost": dict(cost),
+                "trajectory": list(trajectory),
+                "seconds": earlier_seconds + time.perf_counter() - started,
+            }
+
+        if checkpointing is not None and checkpointing.resume:
+            state = load_checkpoint(checkpointing)
+            shapes = ([tuple(p.shape) for p in gate_params], [tuple(p.shape) for p in weight_params])
+            saved = ([tuple(t.shape) for t in state["gates"]], [tuple(t.shape) for t in state["weights"]])
+            if shapes != saved:
+                raise EngineError(
+                    f"{checkpointing.path} holds gates/weights of other shapes than this run builds; it was written "
+                    "by another model or settings: start a new run in another folder"
+                )
+            with torch.no_grad():
+                for p, t in zip(gate_params + weight_params, state["gates"] + state["weights"]):
+                    p.copy_(t.to(p.device))
+            ema.load_state_dict([t.to(v.device) for v, t in zip(ema.value, state["ema"])])
+            optimizer.load_state_dict(state["optimizer"])
+            for _ in range(state["batches_consumed"]):  # the data position; the stream may draw from torch's RNG,
+                next(stream)  # so the saved RNG states are restored after fast-forwarding
+            restore_rng_states(generator, state["rng"])
+            history[:] = state["history"]
+            nonfinite, consecutive = state["nonfinite"], state["consecutive"]
+            cost.update(state["cost"])
+            trajectory[:] = state["trajectory"]
+            earlier_seconds = float(state["seconds"])
+            first_step = int(state["step"])
+
+        def checkpoint(steps_done: int) -> None:
+            if checkpointing is None:
+                return
+            due = checkpointing.every and steps_done % checkpointing.every == 0
+            if (due or steps_done == config.steps) and dp.is_main:
+                save_checkpoint(checkpointing, loop_state(steps_done))
+
+        bar = tqdm(total=config.steps, initial=first_step, desc=config.desc,
+                   disable=not config.progress or not dp.is_main, leave=False)
 
         def result(steps_run: int, stopped: str | None = None) -> SearchResult:
             d = learner.decide(ema.value, final_scaling)
-            elapsed = time.perf_counter() - started
+            elapsed = earlier_seconds + time.perf_counter() - started
             return SearchResult(
                 mask=d["mask"],
                 kept=[i for i, v in enumerate(d["mask"]) if v],
@@ -347,20 +420,31 @@ def run_search(
             )
 
         try:
-            for step in range(config.steps):
+            for step in range(first_step, config.steps):
                 batch = next(stream)
                 tau, scaling = tau_fn(step), scaling_fn(step)
                 optimizer.zero_grad(set_to_none=True)
                 samples = size_of(batch)
-                masks = learner.sample(samples, tau, scaling, generator)
-                loss = loss_fn(batch, masks, config.mode)
+                all_masks = learner.sample(samples, tau, scaling, generator)  # noise for every sample of the global batch
+                if dp.active:
+                    rows = dp.shard_rows(samples)
+                    batch, masks = dp.shard(batch, samples), all_masks[rows]
+                    # skip mode: compute what the whole global batch keeps, as one process would
+                    active = (all_masks.detach() != 0).any(dim=0).tolist()
+                    with stack.computing(active):
+                        loss = loss_fn(batch, masks, config.mode)
+                else:
+                    loss = loss_fn(batch, all_masks, config.mode)
                 cost["forward_passes"] += samples
-                cost["block_evaluations"] += stack.computed_blocks(masks, config.mode) * samples
+                cost["block_evaluations"] += stack.computed_blocks(all_masks, config.mode) * samples
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                     raise EngineError("loss_fn must return a scalar tensor")
                 value = float(loss.detach())
-                history.append(value)
                 finite = math.isfinite(value)
+                if dp.active:
+                    finite = dp.all_true(finite, loss.device)
+                    value = dp.mean(value, loss.device)
+                history.append(value)
                 if finite:
                     if not loss.requires_grad:
                         raise EngineError(
@@ -368,6 +452,7 @@ def run_search(
                             "is given (and keep autograd on)"
                         )
                     loss.backward()
+                    dp.average_gradients(trainable)
                     cost["backward_passes"] += samples
                     norm = torch.nn.utils.clip_grad_norm_(
                         [p for p in trainable if p.grad is not None], config.clip_norm or float("inf")
@@ -386,17 +471,22 @@ def run_search(
                             "inputs for NaN, or raise max_nonfinite",
                             result=partial,
                         )
-                    if (step + 1) % every == 0 or step + 1 == config.steps:
-                        snapshot(step + 1)
-                    bar.update(1)
-                    continue
-                consecutive = 0
-                optimizer.step()
-                ema.update(gate_params)
+                else:
+                    consecutive = 0
+                    optimizer.step()
+                    ema.update(gate_params)
+                if dp.active:
+                    if not dp.same_on_all_ranks(gate_params):
+                        raise EngineError(
+                            f"the gates differ between processes after step {step}: the processes did not run the "
+                            "same program on the same data (same seed, settings and model on every rank?)"
+                        )
+                    cost["gates_checked_identical"] += 1
                 if (step + 1) % every == 0 or step + 1 == config.steps:
                     snapshot(step + 1)
+                checkpoint(step + 1)
                 bar.update(1)
-                if step % 10 == 0 or step == config.steps - 1:
+                if finite and (step % 10 == 0 or step == config.steps - 1):
                     bar.set_postfix(loss=f"{value:.4g}", tau=f"{tau:.3g}")
         finally:
             bar.close()

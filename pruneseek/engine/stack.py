@@ -43,6 +43,7 @@ class MaskedStack(nn.Module):
         self.blocks = blocks  # the model's own ModuleList, shared (not copied)
         self.adapter = adapter
         self._observers: tuple[Callable[[int, Any, Any], None], ...] = ()
+        self._forced: list[bool] | None = None
 
     @contextlib.contextmanager
     def observe(self, fn: Callable[[int, Any, Any], None]) -> Iterator["MaskedStack"]:
@@ -59,6 +60,21 @@ class MaskedStack(nn.Module):
             observers = list(self._observers)
             observers.remove(fn)
             self._observers = tuple(observers)
+
+    @contextlib.contextmanager
+    def computing(self, active: Sequence[bool]) -> Iterator["MaskedStack"]:
+        """Within the block, a *skip* forward also computes the blocks flagged in ``active``.
+
+        Data-parallel search passes the blocks any sample of the *global* batch keeps, so each shard skips
+        exactly what one process with the whole batch would skip (and its gate gradients match).
+        """
+        if len(active) != len(self.blocks):
+            raise EngineError(f"active must hold {len(self.blocks)} flags, got {len(active)}")
+        previous, self._forced = self._forced, [bool(a) for a in active]
+        try:
+            yield self
+        finally:
+            self._forced = previous
 
     def _notify(self, index: int, state_in: Any, state_out: Any) -> None:
         for fn in self._observers:
@@ -86,6 +102,8 @@ class MaskedStack(nn.Module):
         if masks.shape[0] != batch:
             raise EngineError(f"masks hold {masks.shape[0]} rows for a batch of {batch}")
         active = (masks.detach() != 0).any(dim=0).tolist() if mode == "skip" else None  # one device sync
+        if active is not None and self._forced is not None:
+            active = [a or f for a, f in zip(active, self._forced)]
         for i, block in enumerate(self.blocks):
             if active is not None and not active[i]:
                 continue

@@ -18,7 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneseek.engine import MaskedStack, MaskLearner, SearchConfig, SearchResult, infer_batch_size, run_search
+from pruneseek.engine import (
+    Checkpointing,
+    DataParallel,
+    MaskedStack,
+    MaskLearner,
+    SearchConfig,
+    SearchResult,
+    infer_batch_size,
+    run_search,
+)
 from pruneseek.spaces import BlockSpace
 from pruneseek.strategies import StrategyError
 
@@ -43,6 +52,10 @@ class SearchProblem:
     device: torch.device | str | None = None
     steps: int = 100
     batch_size: Callable[[Any], int] | None = None
+    #: Learned strategies only: save (and resume) the search loop's state (:mod:`pruneseek.engine.checkpoint`).
+    checkpointing: Checkpointing | None = None
+    #: Learned strategies only: data-parallel processes; ``batches()`` then yields global batches.
+    parallel: DataParallel | None = None
 
 
 class Strategy:
@@ -329,7 +342,8 @@ class LearnedMaskStrategy(Strategy):
         config = search_config(self.settings, problem, seed, desc=self.name)
         result = run_search(
             problem.model, problem.stack, self.learner(problem), problem.loss_fn, problem.batches, config,
-            device=problem.device, batch_size=problem.batch_size,
+            device=problem.device, batch_size=problem.batch_size, checkpointing=problem.checkpointing,
+            parallel=problem.parallel,
         )
         result.settings = {"strategy": self.name, "seed": seed, "steps": problem.steps, **self.describe(problem),
                            **self.settings}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pruneseek.errors import PresetError
 from pruneseek.resources import bundled_dir
@@ -136,3 +136,132 @@ def strategy_from_preset(name_or_path: str | Path, **overrides: Any):
 def preset_settings(name: str) -> dict[str, Any]:
     """A strategy's defaults as a bundled preset writes them: ``None`` values left out (TOML has no null)."""
     return {k: v for k, v in strategy_class(name).defaults.items() if v is not None}
+
+
+# ----- writing presets -------------------------------------------------------------------------------------------
+
+_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _toml_key(key: str) -> str:
+    """A TOML key: bare when it is made of letters, digits, ``_`` and ``-``; else a quoted basic string."""
+    if not isinstance(key, str):
+        raise StrategyPresetError(f"a preset's keys are strings, got {key!r}")
+    return key if key and set(key) <= _BARE_KEY else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quote, backslash and the control characters TOML forbids are escaped (TOML 1.0 §String)."""
+    short = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    out = []
+    for ch in text:
+        if ch in short:
+            out.append(short[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_scalar(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)  # shortest round-tripping form; 'inf' and 'nan' are TOML floats too
+        return text if any(c in text for c in ".eEn") else text + ".0"
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (dict, list, tuple)) or v is None for v in value):
+            raise StrategyPresetError(f"setting {where}: a preset list holds scalars only, got {value!r}")
+        return "[" + ", ".join(_toml_scalar(v, where) for v in value) + "]"
+    raise StrategyPresetError(
+        f"setting {where}: cannot write {type(value).__name__} {value!r} to a TOML preset (booleans, numbers, "
+        "strings, lists of scalars and tables only)"
+    )
+
+
+def _table_lines(header: str, table: dict[str, Any], left_out: list[str]) -> list[str]:
+    """``[header]`` with its scalar keys, then its sub-tables (TOML needs the scalars first); ``None`` is skipped
+    and its dotted name added to ``left_out``."""
+    lines = [f"[{header}]"]
+    tables = []
+    for key, value in table.items():
+        dotted = f"{header}.{_toml_key(key)}"
+        if value is None:
+            left_out.append(dotted.split(".", 1)[1])
+        elif isinstance(value, dict):
+            tables.append((dotted, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_scalar(value, dotted)}")
+    for dotted, value in tables:
+        lines += [""] + _table_lines(dotted, value, left_out)
+    return lines
+
+
+def preset_text(
+    name: str,
+    settings: dict[str, Any],
+    source: str | None = None,
+    comment_lines: Sequence[str] = (),
+    description: str | None = None,
+) -> str:
+    """The TOML text of a strategy preset in the bundled files' layout (module docstring): ``comment_lines`` as
+    ``#`` lines, a line naming the settings left out because they are ``None`` (TOML has no null), ``name``,
+    ``source`` (default: the strategy's), ``description``, then ``[settings]`` with nested tables last.
+
+    Values may be booleans, integers, floats, strings, lists of those and (nested) dicts of the same; anything
+    else is a :class:`StrategyPresetError`. :func:`load_strategy_preset` reads the text back to ``settings``
+    minus the ``None`` entries.
+    """
+    cls = strategy_class(name)
+    left_out: list[str] = []
+    body = _table_lines("settings", dict(settings), left_out)
+    lines = [f"# {line}".rstrip() for text in comment_lines for line in str(text).splitlines() or [""]]
+    if left_out:
+        lines.append(f"# Left out (default None, TOML has no null): {', '.join(left_out)}.")
+    lines.append(f"name = {_toml_string(name)}")
+    lines.append(f"source = {_toml_string(cls.source if source is None else source)}")
+    if description is not None:
+        lines.append(f"description = {_toml_string(description)}")
+    return "\n".join(lines + [""] + body) + "\n"
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def save_strategy_preset(
+    path: str | Path,
+    name: str,
+    settings: dict[str, Any],
+    source: str | None = None,
+    comment_lines: Sequence[str] = (),
+    description: str | None = None,
+) -> Path:
+    """Write the preset of strategy ``name`` with ``settings`` to ``path`` atomically (:func:`preset_text`).
+
+    The settings are checked first: every key must be a setting of the strategy, the strategy must accept
+    them, and the text must parse back to them; a preset that would not load is never written.
+    """
+    from pruneseek.io import atomic_write_text
+
+    path = Path(path)
+    defaults = strategy_class(name).defaults
+    unknown = sorted(set(settings) - set(defaults))
+    if unknown:
+        raise StrategyPresetError(f"{path}: {name} has no setting(s) {', '.join(unknown)}; its settings are "
+                                  f"{', '.join(sorted(defaults)) or 'none'}")
+    get_strategy(name, **settings)
+    text = preset_text(name, settings, source, comment_lines, description)
+    parsed = tomllib.loads(text).get("settings", {})
+    if parsed != _without_none(dict(settings)):
+        raise StrategyPresetError(f"{path}: the settings do not survive TOML unchanged ({parsed!r}); not written")
+    return atomic_write_text(path, text)
