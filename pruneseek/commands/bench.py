@@ -28,17 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="engine: search step vs plain LoRA step, blend and skip modes; "
                         "export: forward of full vs pruned (12/24) vs pruned + pre-cached modulation")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--shape", choices=["cpu", "sd3-medium"], default="cpu",
-                   help="cpu: 24 blocks at bench width (default); sd3-medium: SPEC §7's full shape (needs a GPU)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--shape", choices=["cpu", "sd3-medium"], default=None,
+                   help="cpu: 24 blocks at bench width (default on CPU); sd3-medium: SPEC §7's full shape with "
+                        "512 px latents (default on CUDA)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="default float32 on CPU, bfloat16 on CUDA")
     p.add_argument("--batch", type=positive_int, default=2)
     p.add_argument("--steps", type=positive_int, default=8, help="timed steps per variant and round")
     p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds (engine 3, export 5)")
     p.add_argument("--models", default="tsdsr-mini,sd3-medium-shape",
                    help="export: comma-separated models (tsdsr-mini, sd3-medium-shape)")
-    p.add_argument("--lora-rank", type=positive_int, default=8)
+    p.add_argument("--lora-rank", type=positive_int, default=None, help="default 8 on CPU, 64 on CUDA (TSD-SR's)")
     p.add_argument("--strategy", choices=["tinysr", "tinyfusion"], default="tinysr")
-    p.add_argument("--out", type=Path, default=None, help="output JSON (default results/bench-<what>.json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output JSON (default results/bench-<what>.json; engine on CUDA: results/bench-engine-gpu.json)")
     p.add_argument("--json", action="store_true", help="also print the JSON to stdout")
     p.set_defaults(run=run)
 
@@ -62,6 +65,19 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def engine_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the engine bench's device-dependent defaults: on CUDA the SD3-medium shape at 512 px equivalent
+    latents, bfloat16 and LoRA rank 64 (TSD-SR's setting); on CPU the bench-width model, float32, rank 8."""
+    cuda = str(args.device).startswith("cuda")
+    if args.shape is None:
+        args.shape = "sd3-medium" if cuda else "cpu"
+    if args.dtype is None:
+        args.dtype = "bfloat16" if cuda else "float32"
+    if args.lora_rank is None:
+        args.lora_rank = 64 if cuda else 8
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
     from pruneseek.bench.engine import SD3_MEDIUM, EngineBenchConfig, bench_engine
     from pruneseek.errors import PruneseekError
@@ -74,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             raise PruneseekError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
     if args.what == "export":
         return run_export(args)
+    engine_defaults(args)
     cfg = EngineBenchConfig(
         batch=args.batch, steps=args.steps, rounds=args.rounds or 3, lora_rank=args.lora_rank,
         lora_alpha=float(args.lora_rank if args.shape == "sd3-medium" else 2 * args.lora_rank),
@@ -82,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shape == "sd3-medium":
         cfg.model, cfg.model_name, cfg.latent, cfg.context_tokens = dict(SD3_MEDIUM), "sd3-medium-shape", 64, 333
     result = bench_engine(cfg)
-    out = args.out or Path("results") / f"bench-{args.what}.json"
+    out = args.out or Path("results") / ("bench-engine-gpu.json" if args.device.startswith("cuda") else "bench-engine.json")
     atomic_write_json(out, result)
     if args.json:
         print(json.dumps(result, indent=2))
