@@ -119,6 +119,7 @@ def test_merged_export_loads_in_plain_diffusers_and_matches_skip_layers(files, m
     assert MaskFile.load(out / "mask.json").keep == (0, 2, 3)
     record = json.loads((out / "EXPORT.json").read_text())
     assert record["mask"]["keep"] == [0, 2, 3] and len(record["mask"]["sha256"]) == 64
+    assert record["mask"]["file"] == str(mask)  # the user's mask file, not the copy in the temporary folder
     assert record["params"]["after"] == sum(p.numel() for p in reloaded.parameters()) < record["params"]["before"]
     assert record["verify"]["max_abs_diff_vs_skip_layers"] <= 1e-6
     measure = record["measure"]

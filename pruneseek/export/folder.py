@@ -188,8 +188,9 @@ def export_checkpoint(
         pruned = pruned_transformer(full, keep)
         pruned.save_pretrained(tmp, safe_serialization=True)
         atomic_write_json(tmp / "prune_mask.json", [1 if i in keep else 0 for i in range(source.num_layers)])
+        source_mask = str(mask_file.path) if mask_file is not None and mask_file.path else None
         if mask_file is not None:
-            mask_file.save(tmp / "mask.json")
+            mask_file.save(tmp / "mask.json")  # (this sets mask_file.path to the copy)
         (tmp / "embeddings").mkdir()
         torch.save(source.prompt_embeds.detach().cpu().clone(), tmp / "embeddings" / "prompt_embeds.pt")
         torch.save(source.pooled_embeds.detach().cpu().clone(), tmp / "embeddings" / "pool_embeds.pt")
@@ -200,7 +201,7 @@ def export_checkpoint(
             "fingerprint": fingerprint,
             "source": {"model": source.name, **source.identity},
             "mask": {
-                "file": str(mask_file.path) if mask_file is not None and mask_file.path else None,
+                "file": source_mask,
                 "sha256": mask_sha256,
                 "num_layers": source.num_layers,
                 "keep": list(keep),
