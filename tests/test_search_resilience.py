@@ -90,3 +90,12 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
         assert a == pytest.approx(b, abs=1e-5)
     assert s2["loss"]["history"] == pytest.approx(s1["loss"]["history"], rel=1e-5)
     assert sorted(p.name for p in two.iterdir()) == ["loss.png", "mask.json", "summary.json"]  # rank 0 wrote once
+
+    # torchrun itself (the interface for multi-machine jobs) gives the same ranks the same environment
+    via_torchrun = tmp_path / "torchrun"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "pruneseek", *args, "--out", str(via_torchrun)],
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    st = _summary(via_torchrun)
+    assert st["gates"] == s2["gates"] and st["loss"]["history"] == s2["loss"]["history"]
