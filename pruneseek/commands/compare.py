@@ -421,6 +421,21 @@ def strategy_for(name: str, search_steps: int, quick: bool, overrides: dict[str,
     return get_strategy(name, **{**settings, **(overrides or {})})
 
 
+def row_context(teacher, preset, b: dict[str, Any], perceptual, digest: str, quick: bool, progress: bool) -> dict:
+    """What :func:`run_row` reads besides strategy and seed: the calibration data (the fixed data seed, checked
+    finite), the held-out set, the budget and settings hash. The caller adds ``masks_dir``."""
+    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
+    from pruneseek.recovery import eval_set
+
+    spec = PairSpec(images=as_tuple(select_images("train")), count=b["crops"], hr_size=b["crop_size"], seed=DATA_SEED)
+    data = calibration_latents(teacher, spec, progress=progress)
+    for key in ("z_lr", "z_tea"):
+        check_finite(key, data[key])
+    return {"budget": b, "teacher": teacher, "preset": preset, "data": data, "perceptual": perceptual,
+            "eval_set": eval_set(teacher, b["eval_crop"], b["eval_seeds"]), "hash": digest, "quick": quick,
+            "progress": progress}
+
+
 def run_row(name: str, seed: int, ctx: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Search, mask file, zero-shot evaluation, recovery and evaluation of one strategy × seed (``overrides``:
     strategy settings on top of the comparison's, as ``pruneseek tune`` suggests them)."""
@@ -537,9 +552,7 @@ def run(args: argparse.Namespace) -> int:
 def compare(args: argparse.Namespace) -> int:
     import torch
 
-    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
     from pruneseek.losses import lpips_status, perceptual_loss
-    from pruneseek.recovery import eval_set
     from pruneseek.spaces import find_preset
     from pruneseek.strategies import available
     from pruneseek.targets.mini import WEIGHTS, load_mini
@@ -581,14 +594,8 @@ def compare(args: argparse.Namespace) -> int:
     print(f"rows: {len(done & {(n, s) for n in names for s in b['seeds']})} finished and reused, {len(todo)} to run")
     write_outputs(paths, doc, rows)
     if todo:
-        spec = PairSpec(images=as_tuple(select_images("train")), count=b["crops"], hr_size=b["crop_size"],
-                        seed=DATA_SEED)
-        data = calibration_latents(teacher, spec, progress=not args.quiet)
-        for key in ("z_lr", "z_tea"):
-            check_finite(key, data[key])
-        ctx = {"budget": b, "teacher": teacher, "preset": preset, "data": data, "perceptual": perceptual,
-               "eval_set": eval_set(teacher, b["eval_crop"], b["eval_seeds"]), "hash": digest, "quick": args.quick,
-               "masks_dir": args.out / stem / "masks", "progress": not args.quiet}
+        ctx = row_context(teacher, preset, b, perceptual, digest, args.quick, progress=not args.quiet)
+        ctx["masks_dir"] = args.out / stem / "masks"
         for i, (name, seed) in enumerate(todo, 1):
             row_started = time.perf_counter()
             try:

@@ -196,12 +196,11 @@ def tune(args: argparse.Namespace) -> int:
     import optuna
     from optuna.trial import TrialState
 
-    from pruneseek.commands.compare import (ANNEAL_FRACTION, DATA_SEED, budget, comparison_settings, run_row,
+    from pruneseek.commands.compare import (ANNEAL_FRACTION, budget, comparison_settings, row_context, run_row,
                                             settings_hash)
     from pruneseek.io import atomic_write_json
-    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
     from pruneseek.losses import lpips_status, perceptual_loss
-    from pruneseek.recovery import METRICS, eval_set
+    from pruneseek.recovery import METRICS
     from pruneseek.spaces import find_preset
     from pruneseek.strategies import presets
     from pruneseek.targets.mini import WEIGHTS, load_mini
@@ -269,14 +268,7 @@ def tune(args: argparse.Namespace) -> int:
     print("ranges: " + "; ".join(f"{k} {v}" for k, v in fixed["ranges"].items()))
     ran: list[int] = []
     if todo:
-        spec = PairSpec(images=as_tuple(select_images("train")), count=b["crops"], hr_size=b["crop_size"],
-                        seed=DATA_SEED)
-        data = calibration_latents(teacher, spec, progress=not args.quiet)
-        for key in ("z_lr", "z_tea"):
-            check_finite(key, data[key])
-        ctx = {"budget": b, "teacher": teacher, "preset": preset, "data": data, "perceptual": perceptual,
-               "eval_set": eval_set(teacher, b["eval_crop"], b["eval_seeds"]), "hash": settings_hash(fixed),
-               "quick": args.quick, "progress": not args.quiet}
+        ctx = row_context(teacher, preset, b, perceptual, settings_hash(fixed), args.quick, progress=not args.quiet)
 
         def objective(trial) -> float:
             ran.append(trial.number)
