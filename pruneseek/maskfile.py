@@ -45,6 +45,7 @@ from pruneseek.io import atomic_write_text, json_text
 from pruneseek.spaces.blocks import BlockSpace
 from pruneseek.spaces.presets import SpacePreset, load_preset
 from pruneseek.spaces.transfer import TransferSpace
+from pruneseek.errors import MaskFileError  # noqa: F401 (raised here; defined with the others)
 
 FORMAT = "pruneseek.mask/v1"
 #: Per-block option probabilities must sum to 1 within this.
@@ -59,9 +60,6 @@ _STRATEGY_KEYS = ("name", "settings")
 _SPACE_KEYS = ("blocks", "preset", "transfer")
 _TRANSFER_KEYS = ("k", "topology")
 
-
-class MaskFileError(PruneseekError):
-    """A mask file (or mask) that is malformed, or used with the wrong model."""
 
 
 # ----- plain JSON values -------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from pruneseek.errors import PruneseekError
+from pruneseek.errors import RecoveryError  # noqa: F401 (raised here; defined with the others)
 
 #: Consecutive non-finite steps tolerated before recovery stops.
 MAX_NONFINITE = 10
@@ -56,9 +57,6 @@ METRICS: dict[str, tuple[str, str]] = {
     "lpips": ("down", "LPIPS (AlexNet) to HR"),
 }
 
-
-class RecoveryError(PruneseekError):
-    """A recovery or evaluation that cannot run as asked (bad mask, budget or data)."""
 
 
 @dataclass

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pruneseek.errors import PruneseekError
+from pruneseek.errors import TuneError  # noqa: F401 (raised here; defined with the others)
 
 #: Seconds between a running trial's heartbeats, and the silence after which it counts as dead (3 missed beats).
 HEARTBEAT_INTERVAL = 60
@@ -39,9 +40,6 @@ MAX_RETRY = 2
 #: Format tag of the JSON report.
 REPORT_FORMAT = "pruneseek.tune/v1"
 
-
-class TuneError(PruneseekError):
-    """A tuning run that cannot start or continue as asked (the message says why and what to do)."""
 
 
 # ----- search ranges ---------------------------------------------------------------------------------------------

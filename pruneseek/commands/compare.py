@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from pruneseek.commands.args import nonnegative_int, positive_float, positive_int, ratio
 from pruneseek.errors import PruneseekError
+from pruneseek.errors import CompareError  # noqa: F401 (raised here; defined with the others)
 
 EXAMPLES = """examples:
   pruneseek compare --model tsdsr --ratio 0.5                      # all strategies × seeds 0,1,2
@@ -55,9 +56,6 @@ PAPER_ORDER = ("tinysr", "tinyfusion", "sensitivity", "bk-sdm", "flux-lite", "ra
 #: The metric that orders strategies in the summary (HaarPSI: perceptual, weight-free, higher is better).
 KEY_METRIC = "haarpsi"
 
-
-class CompareError(PruneseekError):
-    """A comparison that cannot run or continue as asked (the message says why and what to do)."""
 
 
 def comma_list(text: str) -> list[str]:

@@ -10,12 +10,10 @@ import torch.nn.functional as F
 
 from pruneseek.data.degrade import DegradationConfig, degrade
 from pruneseek.errors import PruneseekError
+from pruneseek.errors import DataError  # noqa: F401 (raised here; defined with the others)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
-
-class DataError(PruneseekError):
-    """A data folder or image file that cannot be used (the message names it)."""
 
 
 def load_image(path: str | Path) -> torch.Tensor:

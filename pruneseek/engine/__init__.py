@@ -13,25 +13,11 @@ Layers of the package, imported one way (strategies → engine → spaces):
 """
 from __future__ import annotations
 
-from pruneseek.errors import PruneseekError
-
-
-class EngineError(PruneseekError):
-    """A mask search that cannot run as configured, or that had to stop (the message says why)."""
-
-
-class NonFiniteLossError(EngineError):
-    """Too many consecutive steps with a non-finite loss or gradient; ``result`` holds the last good state."""
-
-    def __init__(self, message: str, result=None):
-        super().__init__(message)
-        self.result = result
-
-
-from pruneseek.engine.adapters import Adapter, MMDiTStream, SingleStream, blend  # noqa: E402
-from pruneseek.engine.checkpoint import CheckpointError, Checkpointing  # noqa: E402
-from pruneseek.engine.distributed import DataParallel  # noqa: E402
-from pruneseek.engine.gates import (  # noqa: E402
+from pruneseek.errors import EngineError, NonFiniteLossError  # noqa: F401 (re-exported)
+from pruneseek.engine.adapters import Adapter, MMDiTStream, SingleStream, blend
+from pruneseek.engine.checkpoint import CheckpointError, Checkpointing
+from pruneseek.engine.distributed import DataParallel
+from pruneseek.engine.gates import (
     BlockGates,
     GateSample,
     LogitEMA,
@@ -43,8 +29,8 @@ from pruneseek.engine.gates import (  # noqa: E402
     option_tables,
     probabilities,
 )
-from pruneseek.engine.lora import inject_lora, lora_parameters, remove_lora  # noqa: E402
-from pruneseek.engine.schedules import (  # noqa: E402
+from pruneseek.engine.lora import inject_lora, lora_parameters, remove_lora
+from pruneseek.engine.schedules import (
     Schedule,
     constant,
     cosine,
@@ -55,9 +41,9 @@ from pruneseek.engine.schedules import (  # noqa: E402
     linear,
     make_schedule,
 )
-from pruneseek.engine.search import MaskLearner, SearchConfig, SearchResult, infer_batch_size, run_search  # noqa: E402
-from pruneseek.engine.stack import MaskedStack  # noqa: E402
-from pruneseek.engine.transfer import (  # noqa: E402
+from pruneseek.engine.search import MaskLearner, SearchConfig, SearchResult, infer_batch_size, run_search
+from pruneseek.engine.stack import MaskedStack
+from pruneseek.engine.transfer import (
     TransferGates,
     TransferSample,
     marginal_candidates,

@@ -20,14 +20,12 @@ from typing import Any, Mapping
 
 import torch
 
-from pruneseek.engine import EngineError
+from pruneseek.errors import EngineError
+from pruneseek.errors import CheckpointError  # noqa: F401 (raised here; defined with the others)
 
 FORMAT = "pruneseek.search-checkpoint/v1"
 FILE = "checkpoint.pt"
 
-
-class CheckpointError(EngineError):
-    """A checkpoint that is missing, unreadable or from a run with other settings."""
 
 
 @dataclass

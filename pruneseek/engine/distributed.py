@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from pruneseek.engine import EngineError
+from pruneseek.errors import EngineError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pruneseek.engine import EngineError
+from pruneseek.errors import EngineError
 from pruneseek.spaces import BlockSpace
 
 #: The reference code's initial logit (constant for every option).

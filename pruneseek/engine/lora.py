@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from pruneseek.engine import EngineError
+from pruneseek.errors import EngineError
 
 ADAPTER = "pruneseek"
 

@@ -15,7 +15,7 @@ import bisect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from pruneseek.engine import EngineError
+from pruneseek.errors import EngineError
 
 Schedule = Callable[[int], float]
 

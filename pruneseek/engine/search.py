@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from pruneseek.engine import EngineError, NonFiniteLossError
+from pruneseek.errors import EngineError, NonFiniteLossError
 from pruneseek.engine.checkpoint import Checkpointing, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pruneseek.engine.distributed import DataParallel
 from pruneseek.engine.gates import (

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from pruneseek.engine import EngineError
+from pruneseek.errors import EngineError
 from pruneseek.engine.adapters import Adapter
 
 MODES = ("blend", "skip")

@@ -59,7 +59,7 @@ import networkx as nx
 import torch
 from torch import nn
 
-from pruneseek.engine import EngineError
+from pruneseek.errors import EngineError
 from pruneseek.engine.gates import INIT_LOGIT, hard_gumbel_softmax, log_marginals, option_tables, probabilities
 from pruneseek.spaces import BlockSpace, make_topology
 

@@ -21,15 +21,13 @@ from typing import Mapping, Sequence
 import torch
 
 from pruneseek.errors import PruneseekError
+from pruneseek.errors import ExportError  # noqa: F401 (raised here; defined with the others)
 
 _BLOCK = re.compile(r"^(?P<prefix>(?:.*\.)?transformer_blocks\.)(?P<index>\d+)\.(?P<rest>.+)$")
 #: Parameters of a joint block that a ``context_pre_only`` block does not have.
 CONTEXT_ONLY_PREFIXES = ("attn.to_add_out.", "ff_context.", "norm2_context.")
 CONTEXT_NORM = "norm1_context.linear."
 
-
-class ExportError(PruneseekError):
-    """A mask, checkpoint or output folder that cannot be exported (the message names the fix)."""
 
 
 def check_keep(keep: Sequence[int], num_layers: int) -> list[int]:

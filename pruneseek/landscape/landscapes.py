@@ -27,10 +27,8 @@ import numpy as np
 
 from pruneseek.errors import PruneseekError
 from pruneseek.spaces import BlockSpace, TransferSpace
+from pruneseek.errors import LandscapeError  # noqa: F401 (raised here; defined with the others)
 
-
-class LandscapeError(PruneseekError):
-    """A landscape or landscape family that cannot be built as asked."""
 
 
 #: How m* was placed, for :func:`planted`.

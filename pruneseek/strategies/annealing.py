@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from pruneseek.engine import SearchResult
-from pruneseek.strategies import StrategyError, register
+from pruneseek.errors import StrategyError
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import LearnedMaskStrategy, SearchProblem, Strategy
 
 #: PocketSR's annealing length T (§4.1: "The total number of annealing steps is set to T = 8000").
@@ -54,7 +55,7 @@ class Annealing(Strategy):
 
     def __init__(self, **settings: Any):
         super().__init__(**settings)
-        from pruneseek.strategies import available, strategy_class
+        from pruneseek.strategies.registry import available, strategy_class
 
         select = self.settings["select"]
         if select == self.name:

@@ -29,7 +29,7 @@ from pruneseek.engine import (
     run_search,
 )
 from pruneseek.spaces import BlockSpace
-from pruneseek.strategies import StrategyError
+from pruneseek.errors import StrategyError
 
 
 @dataclass

@@ -23,7 +23,8 @@ from math import gcd
 import numpy as np
 
 from pruneseek.engine import SearchResult
-from pruneseek.strategies import StrategyError, register
+from pruneseek.errors import StrategyError
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import CostMeter, RuleStrategy, SearchProblem, rule_result
 
 

@@ -17,7 +17,7 @@ Cost: one forward of the full model per calibration batch.
 from __future__ import annotations
 
 from pruneseek.engine import SearchResult
-from pruneseek.strategies import register
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import (
     SCORE_DEFAULTS,
     CostMeter,

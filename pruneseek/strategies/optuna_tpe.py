@@ -19,7 +19,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from pruneseek.engine import SearchResult
-from pruneseek.strategies import StrategyError, register
+from pruneseek.errors import StrategyError
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import (
     CostMeter,
     RuleStrategy,

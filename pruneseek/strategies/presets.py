@@ -25,13 +25,11 @@ from typing import Any, Sequence
 
 from pruneseek.errors import PresetError
 from pruneseek.resources import bundled_dir
-from pruneseek.strategies import StrategyError, available, get_strategy, strategy_class
+from pruneseek.strategies.registry import available, get_strategy, strategy_class
+from pruneseek.errors import StrategyError, StrategyPresetError  # noqa: F401 (StrategyPresetError: re-exported)
 
 _TOP_KEYS = ("name", "source", "description", "settings")
 
-
-class StrategyPresetError(StrategyError, PresetError):
-    """A strategy preset file that is missing or malformed (the message names the file and the field)."""
 
 
 def strategy_presets_dir() -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pruneseek.engine import SearchResult
-from pruneseek.strategies import register
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import (
     CostMeter,
     RuleStrategy,

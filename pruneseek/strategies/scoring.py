@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from pruneseek.spaces import BlockSpace
-from pruneseek.strategies import StrategyError
+from pruneseek.errors import StrategyError
 from pruneseek.strategies.base import CostMeter, SearchProblem, calibration_loss
 
 #: ``statistic(x, y) -> (sum, count)``: a sum of per-token (or per-element) values and how many there were.

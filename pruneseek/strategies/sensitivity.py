@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pruneseek.engine import SearchResult
-from pruneseek.strategies import register
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import (
     SCORE_DEFAULTS,
     CostMeter,

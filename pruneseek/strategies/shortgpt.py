@@ -18,7 +18,8 @@ Cost: one forward of the full model per calibration batch.
 from __future__ import annotations
 
 from pruneseek.engine import SearchResult
-from pruneseek.strategies import StrategyError, register
+from pruneseek.errors import StrategyError
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import (
     SCORE_DEFAULTS,
     CostMeter,

@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from pruneseek.engine import SearchResult, inject_lora, remove_lora
 from pruneseek.engine.lora import linear_targets
-from pruneseek.strategies import StrategyError, register
+from pruneseek.errors import StrategyError
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import (
     SCORE_DEFAULTS,
     CostMeter,

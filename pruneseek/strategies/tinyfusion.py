@@ -12,7 +12,7 @@ is, per block, the option with the largest EMA (0.999) logit; the mask always li
 from __future__ import annotations
 
 from pruneseek.engine import MaskLearner
-from pruneseek.strategies import register
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import LEARNED_MASK_DEFAULTS, LearnedMaskStrategy, SearchProblem
 
 

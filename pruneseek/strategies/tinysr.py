@@ -21,7 +21,7 @@ from typing import Any
 from pruneseek.engine import MaskLearner, TransferGates
 from pruneseek.engine.transfer import RULES
 from pruneseek.spaces import make_topology, topology_name
-from pruneseek.strategies import register
+from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import LEARNED_MASK_DEFAULTS, LearnedMaskStrategy, SearchProblem
 
 
@@ -45,7 +45,7 @@ class TinySR(LearnedMaskStrategy):
     def __init__(self, **settings: Any):
         super().__init__(**settings)
         if self.settings["rule"] not in RULES:
-            from pruneseek.strategies import StrategyError
+            from pruneseek.errors import StrategyError
 
             raise StrategyError(f"tinysr rule must be one of {list(RULES)}, got {self.settings['rule']!r}")
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from pruneseek.errors import PruneseekError
 from pruneseek.targets.base import SRTarget
+from pruneseek.errors import MiniWeightsError  # noqa: F401 (raised here; defined with the others)
 
 MINI_CONFIG: dict[str, Any] = dict(
     sample_size=16,
@@ -46,9 +47,6 @@ LORA_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", 
 #: Images must have sides divisible by this (pixel unshuffle 4 × patch 2).
 MULTIPLE = SHUFFLE * MINI_CONFIG["patch_size"]
 
-
-class MiniWeightsError(PruneseekError):
-    """The tsdsr-mini weights file is missing or does not match this version's architecture."""
 
 
 def pixel_encode(images: torch.Tensor) -> torch.Tensor:

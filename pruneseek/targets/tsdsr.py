@@ -48,10 +48,8 @@ from torch import nn
 
 from pruneseek.errors import PruneseekError
 from pruneseek.targets.base import SRTarget
+from pruneseek.errors import TargetError  # noqa: F401 (raised here; defined with the others)
 
-
-class TargetError(PruneseekError):
-    """TSD-SR files that are missing or do not match each other (the message names the file and the fix)."""
 
 
 #: The transformer modules TSD-SR's LoRA targets (peft suffix match), as in its test and train scripts.
