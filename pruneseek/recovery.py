@@ -23,7 +23,7 @@ A mask is only as good as the model it becomes after retraining (TinySR Table 2 
    fades 1 → 0; from step T on the dropped blocks are skipped. The annealing steps are *part of* the
    budget (``steps`` in all, not ``steps + T``), so T ≤ ``steps`` is required. At t = 0, σ = 1: the
    first step's forward is exactly the full model's.
-6. **Evaluation** (:func:`evaluate`). The held-out photographs (astronaut, china, gravel; centre crops,
+6. **Evaluation** (:func:`pruneseek.evaluation.evaluate`). The held-out photographs (astronaut, china, gravel; centre crops,
    degradation seeds, half-overlapping 64-pixel tiles: the inputs of ``pruneseek teacher eval``), the
    student running the pruned forward (mask, "skip" mode). Per crop, then averaged: PSNR, SSIM,
    HaarPSI and GMSD against HR, and the mean absolute difference (pixels in [0, 1]) to the teacher's
@@ -38,24 +38,19 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from pruneseek.errors import PruneseekError
-from pruneseek.errors import RecoveryError  # noqa: F401 (raised here; defined with the others)
+from pruneseek import recipes
+from pruneseek.engine.schedules import anneal_sigma
+from pruneseek.errors import RecoveryError
+from pruneseek.evaluation import METRICS, EvalSet, eval_set, evaluate, evaluate_zero_shot  # noqa: F401 (re-exported)
+from pruneseek.mask import Mask
+from pruneseek.training import Trainer, endless
 
 #: Consecutive non-finite steps tolerated before recovery stops.
-MAX_NONFINITE = 10
-#: Metric name → (direction, description); "up" means higher is better.
-METRICS: dict[str, tuple[str, str]] = {
-    "psnr": ("up", "PSNR to HR (dB)"),
-    "ssim": ("up", "SSIM to HR (luminance)"),
-    "haarpsi": ("up", "HaarPSI to HR"),
-    "gmsd": ("down", "GMSD to HR"),
-    "l1_teacher": ("down", "L1 to the teacher's output (pixels in [0, 1])"),
-    "lpips": ("down", "LPIPS (AlexNet) to HR"),
-}
+MAX_NONFINITE = recipes.RECOVERY["max_nonfinite"]
 
 
 
@@ -63,16 +58,14 @@ METRICS: dict[str, tuple[str, str]] = {
 class RecoveryConfig:
     """The recovery budget and optimiser, identical for every strategy of a comparison."""
 
-    steps: int = 200
-    batch: int = 4
-    #: Measured on tsdsr-mini (24 → 12): 3e-4 brings HaarPSI back to the teacher's within 100 steps; 1e-4 did
-    #: not within 300.
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    clip_norm: float | None = 1.0
+    steps: int = recipes.RECOVERY["steps"]
+    batch: int = recipes.RECOVERY["batch"]
+    lr: float = recipes.RECOVERY["lr"]
+    weight_decay: float = recipes.RECOVERY["weight_decay"]
+    clip_norm: float | None = recipes.RECOVERY["clip_norm"]
     seed: int = 0
-    lambda_l1: float = 1.0
-    lambda_perceptual: float = 1.0
+    lambda_l1: float = recipes.RECOVERY["lambda_l1"]
+    lambda_perceptual: float = recipes.RECOVERY["lambda_perceptual"]
     #: PocketSR online annealing length T (0: cut the dropped blocks at once); part of ``steps``.
     anneal_steps: int = 0
     progress: bool = False
@@ -126,28 +119,9 @@ class RecoveryRecord:
         return dataclasses.asdict(self)
 
 
-def check_mask(mask: Sequence[int] | torch.Tensor, num_layers: int) -> list[int]:
-    """``mask`` as a list of 0/1 ints, one per layer; a clear error otherwise."""
-    values = mask.tolist() if isinstance(mask, torch.Tensor) else list(mask)
-    if len(values) != num_layers:
-        raise RecoveryError(
-            f"the mask has {len(values)} entries but the model has {num_layers} layers; give one 0/1 entry per layer"
-        )
-    bad = [i for i, v in enumerate(values) if v not in (0, 1)]
-    if bad:
-        raise RecoveryError(
-            f"mask entry {bad[0]} is {values[bad[0]]!r}; a recovery mask holds only 0 (drop) and 1 (keep)"
-        )
-    if not any(values):
-        raise RecoveryError("the mask drops every layer; keep at least one")
-    return [int(v) for v in values]
-
-
-def anneal_sigma(step: int, anneal_steps: int) -> float:
-    """PocketSR's annealing coefficient σ_t = max(0, (T − t)/T) (0 when T = 0: no annealing)."""
-    if anneal_steps <= 0:
-        return 0.0
-    return max(0.0, (anneal_steps - step) / anneal_steps)
+def check_mask(mask: Sequence[int] | torch.Tensor | Mask, num_layers: int) -> list[int]:
+    """``mask`` as a list of 0/1 ints, one per layer (:class:`~pruneseek.mask.Mask`); a clear error otherwise."""
+    return Mask.of(mask, num_layers, error=RecoveryError).tolist()
 
 
 def step_mask(mask: Sequence[int], step: int, anneal_steps: int) -> tuple[torch.Tensor, str]:
@@ -175,14 +149,9 @@ def make_student(teacher, mask: Sequence[int]):
     return student
 
 
-def _endless(one_pass: Callable[[], Iterator]) -> Iterator:
-    while True:
-        got = False
-        for item in one_pass():
-            got = True
-            yield item
-        if not got:  # pragma: no cover - guarded by the size check in recover()
-            raise RecoveryError("the calibration data yielded no batch")
+def _stop_error(consecutive: int) -> RecoveryError:
+    return RecoveryError(f"recovery hit a non-finite loss or gradient {consecutive} steps in a row; lower the recovery "
+                         "learning rate or check the calibration data")
 
 
 def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptual, config: RecoveryConfig):
@@ -207,11 +176,12 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
     device = student.device
     params = [p for p in student.transformer.parameters() if p.requires_grad]
     frozen = sum(p.numel() for p in student.transformer.parameters() if not p.requires_grad)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    trainer = Trainer(torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay), params,
+                      clip_norm=config.clip_norm, max_nonfinite=MAX_NONFINITE, stop=_stop_error)
     loss_fn = sr_loss(student, perceptual, config.lambda_l1, config.lambda_perceptual)
-    batches = _endless(latent_batches(data, config.batch, config.seed, device))
+    batches = endless(latent_batches(data, config.batch, config.seed, device), error=RecoveryError)
     history: list[float] = []
-    nonfinite = consecutive = blocks = 0
+    blocks = 0
     student.transformer.train()
     bar = tqdm(range(config.steps), desc="recovery", disable=not config.progress, leave=False)
     try:
@@ -219,37 +189,19 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
             batch = next(batches)
             row, mode = step_mask(mask, step, config.anneal_steps)
             masks = row.to(device).expand(batch["z_lr"].shape[0], -1)
-            optimizer.zero_grad(set_to_none=True)
+            trainer.zero_grad()
             loss = loss_fn(batch, masks, mode)
-            value = float(loss.detach())
+            value, finite = trainer.read(loss)
             history.append(value)
             blocks += student.stack.computed_blocks(masks, mode) * masks.shape[0]
-            finite = math.isfinite(value)
-            if finite:
-                loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(
-                    [p for p in params if p.grad is not None], config.clip_norm or float("inf")
-                )
-                finite = bool(torch.isfinite(norm))
-            if not finite:
-                optimizer.zero_grad(set_to_none=True)
-                nonfinite += 1
-                consecutive += 1
-                if consecutive > MAX_NONFINITE:
-                    raise RecoveryError(
-                        f"recovery hit a non-finite loss or gradient {consecutive} steps in a row (up to step {step}); "
-                        "lower the recovery learning rate or check the calibration data"
-                    )
-                continue
-            consecutive = 0
-            optimizer.step()
-            if step % 10 == 0:
+            if trainer.apply(loss, finite) and step % 10 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
     finally:
         bar.close()
         student.transformer.eval()
         for p in student.transformer.parameters():
             p.requires_grad_(False)
+    nonfinite = trainer.nonfinite
     record = RecoveryRecord(
         steps=config.steps,
         anneal_steps=config.anneal_steps,
@@ -265,85 +217,3 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
         config=config.to_dict(),
     )
     return student, record
-
-
-@dataclass
-class EvalSet:
-    """Held-out evaluation inputs and the teacher's outputs on them (computed once, reused per mask)."""
-
-    crops: list[dict]
-    teacher_sr: list[torch.Tensor]
-    crop: int
-    seeds: tuple[int, ...]
-    tile: int
-
-    def describe(self) -> dict[str, Any]:
-        return {"crop": self.crop, "seeds": list(self.seeds), "tile": self.tile, "crops": len(self.crops),
-                "images": sorted({c["image"] for c in self.crops})}
-
-
-def eval_set(teacher, crop: int = 192, seeds: Sequence[int] = tuple(range(6)), tile: int = 64) -> EvalSet:
-    """The held-out crops of ``pruneseek teacher eval`` and the full teacher's SR of each."""
-    from pruneseek.teacher import held_out_crops, sr_tiled
-
-    if crop < tile:
-        raise RecoveryError(f"the evaluation crop ({crop} px) must be at least one tile ({tile} px)")
-    crops = held_out_crops(crop, tuple(seeds), tile)
-    return EvalSet(crops, [sr_tiled(teacher, c["up"], tile) for c in crops], crop, tuple(seeds), tile)
-
-
-def _lpips_fn():
-    """``(fn or None, note)``: LPIPS on images in [0, 1] when its weights are local, else why not."""
-    from pruneseek.losses import lpips_status, perceptual_loss
-
-    ok, why = lpips_status()
-    if not ok:
-        return None, f"LPIPS not computed: {why}"
-    fn, note = perceptual_loss("lpips")
-    return fn, note
-
-
-def evaluate(student, teacher, mask: Sequence[int], data: EvalSet | None = None) -> dict[str, Any]:
-    """Held-out metrics of ``student`` running the pruned forward (``mask``, skip mode); see the module docstring.
-
-    ``data`` is an :class:`EvalSet` built once with the teacher (default: the full set of ``teacher eval``).
-    Returns ``{"metrics": {name: mean}, "rows": [per crop], "crops", "lpips", "seconds"}``; ``"lpips"``
-    is in ``metrics`` only when its weights are present locally, and the ``"lpips"`` entry says which.
-    """
-    from pruneseek.metrics import gmsd, haarpsi, psnr, ssim
-    from pruneseek.teacher import sr_tiled
-
-    mask = check_mask(mask, student.num_layers)
-    if teacher.num_layers != student.num_layers:
-        raise RecoveryError(f"student ({student.num_layers} layers) and teacher ({teacher.num_layers}) differ in depth")
-    started = time.perf_counter()
-    data = data if data is not None else eval_set(teacher)
-    lpips, lpips_note = _lpips_fn()
-    row_mask = torch.tensor(mask, dtype=torch.float32)[None]
-    rows = []
-    for item, teacher_sr in zip(data.crops, data.teacher_sr):
-        sr = sr_tiled(student, item["up"], data.tile, masks=row_mask, mode="skip")
-        hr = item["hr"]
-        row = {
-            "image": item["image"], "seed": item["seed"],
-            "psnr": float(psnr(sr, hr)), "ssim": float(ssim(sr, hr)), "haarpsi": float(haarpsi(sr, hr)),
-            "gmsd": float(gmsd(sr, hr)), "l1_teacher": float((sr - teacher_sr).abs().mean()),
-        }
-        if lpips is not None:
-            with torch.no_grad():
-                row["lpips"] = float(lpips(sr, hr).mean())
-        rows.append(row)
-    names = [k for k in METRICS if k in rows[0]]
-    return {
-        "metrics": {k: sum(r[k] for r in rows) / len(rows) for k in names},
-        "rows": rows,
-        "crops": len(rows),
-        "eval": data.describe(),
-        "lpips": lpips_note,
-        "seconds": time.perf_counter() - started,
-    }
-
-
-def evaluate_zero_shot(teacher, mask: Sequence[int], data: EvalSet | None = None) -> dict[str, Any]:
-    """The mask *before* recovery: the teacher's own weights under the pruned forward (no training)."""
-    return evaluate(teacher, teacher, mask, data)

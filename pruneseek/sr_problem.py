@@ -70,4 +70,5 @@ def sr_search_problem(
         device=device,
         steps=steps,
         batch_size=lambda batch: batch["z_lr"].shape[0],
+        lora_targets=list(target.lora_targets) or None,
     )

@@ -35,7 +35,7 @@ class FakeStrategy(Strategy):
 @pytest.fixture(autouse=True)
 def setup(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PRUNESEEK_CACHE", str(tmp_path_factory.getbasetemp() / "compare-cache"))
-    monkeypatch.setitem(strategies._REGISTRY, "fake-test", FakeStrategy)
+    monkeypatch.setitem(strategies.registry._REGISTRY, "fake-test", FakeStrategy)
 
 
 def _compare(out, *extra):

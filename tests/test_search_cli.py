@@ -93,7 +93,7 @@ def test_teacher_train_and_eval_commands(tmp_path, capsys):
 
 def test_bundled_teacher_beats_bicubic_on_held_out_images():
     """The committed tsdsr-mini weights beat bicubic upsampling of the same degraded held-out inputs."""
-    from pruneseek.teacher import eval_teacher
+    from pruneseek.evaluation import eval_teacher
 
     result = eval_teacher()
     mean = result["mean"]

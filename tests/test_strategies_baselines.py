@@ -20,7 +20,8 @@ from pruneseek.strategies import (
     get_strategy,
     strategy_class,
 )
-from pruneseek.strategies.annealing import anneal_sigma
+from pruneseek.engine.schedules import anneal_sigma
+from pruneseek.errors import EngineError
 from pruneseek.strategies.base import CostMeter, LearnedMaskStrategy, calibration_batches, calibration_loss
 from pruneseek.strategies.bk_sdm import bk_sdm_keep
 
@@ -28,7 +29,7 @@ torch.set_num_threads(1)
 
 BASELINES = ["random-min", "shortgpt", "flux-lite", "sensitivity", "snapfusion", "bk-sdm", "optuna-tpe", "annealing"]
 SPACE = BlockSpace.uniform(8, 4, 2)
-QUIET = {"progress": False}
+QUIET: dict = {}  # progress bars are a run option (SearchProblem.progress), not a strategy setting
 
 
 def kept(mask) -> list[int]:
@@ -288,9 +289,9 @@ def test_annealing_schedule_overrides_and_mask():
     assert anneal_sigma(0, 8000) == 1.0 and anneal_sigma(4000, 8000) == 0.5
     assert anneal_sigma(8000, 8000) == 0.0 and anneal_sigma(12000, 8000) == 0.0
     assert anneal_sigma(2, 8) == 0.75 and anneal_sigma(0, 0) == 0.0
-    with pytest.raises(StrategyError, match="step must be"):
+    with pytest.raises(EngineError, match="step must be"):
         anneal_sigma(-1, 10)
-    strategy = get_strategy("annealing", select_settings={"score_batches": 2, "progress": False})
+    strategy = get_strategy("annealing", select_settings={"score_batches": 2})
     assert strategy.recovery_overrides() == {"anneal_steps": 8000}
     assert get_strategy("annealing", anneal_steps=100).recovery_overrides() == {"anneal_steps": 100}
     assert get_strategy("sensitivity").recovery_overrides() == {} == get_strategy("tinysr").recovery_overrides()
@@ -337,7 +338,7 @@ def test_registry_holds_all_ten_with_sources_and_module_docstrings():
 def test_learned_search_records_cost_and_a_marginal_trajectory():
     problem = additive_problem(batches=2, batch=4)
     problem.steps = 120
-    result = get_strategy("tinyfusion", weight_update="frozen", gate_lr=1e-2, progress=False).search(problem)
+    result = get_strategy("tinyfusion", weight_update="frozen", gate_lr=1e-2).search(problem)
     assert result.cost["forward_passes"] == 120 * 4 == result.cost["backward_passes"]
     assert result.cost["block_evaluations"] == 120 * 4 * 8  # blend mode computes every block
     steps = [t["step"] for t in result.trajectory]

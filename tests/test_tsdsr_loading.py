@@ -315,7 +315,7 @@ def test_base_must_be_a_local_folder(files):
 
 def test_merged_target_takes_the_engines_lora_on_lora_targets(files):
     """The engine wraps ``lora_targets`` with its own adapter; on the merged target TSD-SR's update stays in."""
-    from pruneseek.engine.lora import inject_lora, remove_lora
+    from pruneseek.training import inject_lora, remove_lora
 
     target = load_tsdsr(files["base"], files["lora"], files["emb"])
     z = _inputs(seed=11, batch=1)

@@ -15,7 +15,7 @@ import torch
 from optuna.trial import TrialState
 
 from pruneseek.cli import main
-from pruneseek.commands import compare
+from pruneseek.experiment import compare
 from pruneseek.strategies import available, get_strategy, strategy_class
 from pruneseek.strategies import presets
 from pruneseek.strategies.presets import (

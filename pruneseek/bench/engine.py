@@ -89,7 +89,7 @@ def _build(cfg: EngineBenchConfig):
 
 
 def _targets(model) -> list[str]:
-    from pruneseek.engine.lora import linear_targets
+    from pruneseek.training import linear_targets
 
     return linear_targets(model, model.transformer_blocks)
 
@@ -115,7 +115,7 @@ def _sync(device: str) -> None:
 def run_variant(variant: str, cfg: EngineBenchConfig, parts=None, steps: int | None = None) -> list[float]:
     """Per-step seconds of ``variant`` for ``warmup + steps`` steps (warm-up steps dropped)."""
     from pruneseek.engine import SearchConfig, run_search
-    from pruneseek.engine.lora import inject_lora, remove_lora
+    from pruneseek.training import Trainer, lora_adapters
     from pruneseek.targets.sd3 import masked_sd3_forward
 
     model, stack, batch, target = parts or _build(cfg)
@@ -129,28 +129,14 @@ def run_variant(variant: str, cfg: EngineBenchConfig, parts=None, steps: int | N
         out = masked_sd3_forward(model, stack, masks=masks, mode=mode, **b)
         return torch.nn.functional.mse_loss(out.float(), target.float())
 
-    if variant == "plain":
-        params = inject_lora(model, cfg.lora_rank, cfg.lora_alpha, _targets(model), seed=cfg.seed)
-        flags = [(p, p.requires_grad) for p in model.parameters()]
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in params:
-            p.requires_grad_(True)
-        optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
-        try:
+    if variant == "plain":  # the same step as the search's (pruneseek.training), without masks or gates
+        with lora_adapters(model, _targets(model), cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed) as params:
+            trainer = Trainer(torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0), params, clip_norm=1.0)
             for _ in range(total):
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(batch, None, "blend")
-                float(loss.detach())  # the search loop reads the loss value too (its NaN guard)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
+                trainer.zero_grad()
+                trainer.step(loss_fn(batch, None, "blend"))
             _sync(cfg.device)
             stamps.append(time.perf_counter())
-        finally:
-            remove_lora(model)
-            for p, flag in flags:
-                p.requires_grad_(flag)
     else:
         learner = _learner(cfg, share=variant == "skip")
         config = SearchConfig(

@@ -1,7 +1,9 @@
-"""Argument types shared by sub-commands: each rejects bad input with a one-line argparse error."""
+"""What sub-commands share: argument types (each rejects bad input with a one-line argparse error), the parser
+boilerplate, the model options and their :class:`~pruneseek.targets.load.TargetSource`, thread control."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Callable
 
 
@@ -37,3 +39,72 @@ def ratio(text: str) -> float:
             f"the ratio is the fraction of layers removed and must lie in [0, 1), got {value:g}"
         )
     return value
+
+
+def command_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str, epilog: str = ""
+                   ) -> argparse.ArgumentParser:
+    """A sub-command's parser with its one-line help, description and examples (kept as written)."""
+    return sub.add_parser(name, help=help, description=description, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """The model options every command that loads a model shares (:class:`~pruneseek.targets.load.TargetSource`)."""
+    p.add_argument("--weights", type=Path, help="tsdsr-mini weights (default: the bundled ones)")
+    p.add_argument("--base", type=Path, help="real TSD-SR: SD3-medium folder in diffusers layout")
+    p.add_argument("--lora", type=Path, help="real TSD-SR: LoRA folder (transformer.safetensors, vae.safetensors)")
+    p.add_argument("--embeddings", type=Path, help="real TSD-SR: folder with prompt_embeds.pt and pool_embeds.pt")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def target_source(args: argparse.Namespace):
+    """The :class:`~pruneseek.targets.load.TargetSource` the model options name."""
+    from pruneseek.targets.load import TargetSource
+
+    return TargetSource(weights=args.weights, base=args.base, lora=args.lora, embeddings=args.embeddings,
+                        device=args.device)
+
+
+def comma_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    if len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(f"the list {text!r} names an item twice")
+    return items
+
+
+def seed_list(text: str) -> list[int]:
+    seeds = []
+    for item in comma_list(text):
+        try:
+            seeds.append(nonnegative_int(item))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"seeds: {exc}") from None
+    return seeds
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int,
+                   help="torch CPU threads (default: torch's choice; 1 avoids OpenMP stalls on a shared machine)")
+
+
+class torch_threads:
+    """Context manager: ``torch.set_num_threads(n)`` inside (``n`` None: unchanged), the old value restored after."""
+
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.old = torch.get_num_threads()
+        if self.n:
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.old)
+        return False

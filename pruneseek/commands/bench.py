@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pruneseek.commands.args import positive_int
+from pruneseek.commands.args import command_parser, positive_int
 
 EXAMPLES = """examples:
   pruneseek bench engine --json                 # CPU: 24-block SD3 MMDiT at bench width
@@ -17,13 +17,9 @@ EXAMPLES = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="benchmarks (ratios measured side by side), written as JSON to results/",
-        description="Run a benchmark and write its JSON to results/ (atomically).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(
+        sub, "bench", "benchmarks (ratios measured side by side), written as JSON to results/",
+        "Run a benchmark and write its JSON to results/ (atomically).", EXAMPLES)
     p.add_argument("what", choices=["engine", "export"],
                    help="engine: search step vs plain LoRA step, blend and skip modes; "
                         "export: forward of full vs pruned (12/24) vs pruned + pre-cached modulation")

@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from pruneseek.commands.args import positive_int
+from pruneseek.commands.args import add_target_arguments, command_parser, positive_int, target_source
 
 EXAMPLES = """examples:
   pruneseek export --mask results/search/tsdsr-mini-r0.5-tinysr-s0/mask.json --out exports/mini-r50
@@ -23,15 +23,11 @@ load the result with:  SD3Transformer2DModel.from_pretrained(DIR)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="write a pruned diffusers checkpoint from a mask file",
-        description="Remove the dropped blocks, renumber the kept ones and write an ordinary diffusers model folder "
+    p = command_parser(
+        sub, "export", "write a pruned diffusers checkpoint from a mask file",
+        "Remove the dropped blocks, renumber the kept ones and write an ordinary diffusers model folder "
         "(plus TinySR's prune_mask list, the prompt embeddings and EXPORT.json). Written into a temporary folder "
-        "and renamed at the end.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        "and renamed at the end.", EXAMPLES)
     p.add_argument("--mask", type=Path, required=True, help="pruneseek mask file (mask.json) or a JSON prune_mask list")
     p.add_argument("--out", type=Path, required=True, help="output folder (refused if it holds a different model)")
     p.add_argument("--force", action="store_true", help="replace an output folder that holds something else")
@@ -45,50 +41,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--measure-latent", type=positive_int, default=None,
                    help="latent side of the measurement input (default 16 for tsdsr-mini, 32 for TSD-SR)")
     p.add_argument("--rounds", type=positive_int, default=5, help="latency rounds (default 5)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--weights", type=Path, help="tsdsr-mini weights (default: the bundled ones)")
-    p.add_argument("--base", type=Path, help="real TSD-SR: SD3-medium folder in diffusers layout")
-    p.add_argument("--lora", type=Path, help="real TSD-SR: LoRA folder (transformer.safetensors, vae.safetensors)")
-    p.add_argument("--embeddings", type=Path, help="real TSD-SR: folder with prompt_embeds.pt and pool_embeds.pt")
+    add_target_arguments(p)
     p.set_defaults(run=run)
 
 
 def load_source(args: argparse.Namespace):
-    """The :class:`ExportSource` named by the model options (tsdsr-mini by default)."""
+    """The :class:`ExportSource` named by the model options (tsdsr-mini by default), and the measuring latent side."""
     from pruneseek.errors import PruneseekError
     from pruneseek.export import ExportSource, bare_copy
-    from pruneseek.io import file_sha256
 
-    real = [args.base, args.lora, args.embeddings]
-    if any(real):
-        if not all(real):
-            raise PruneseekError("the real TSD-SR needs all of --base, --lora and --embeddings (local folders)")
-        from pruneseek.targets.tsdsr import POOLED_FILE, PROMPT_FILE, TRANSFORMER_FILE, VAE_FILE, load_tsdsr
-
-        separate = args.lora_format == "separate"
-        target = load_tsdsr(args.base, args.lora, args.embeddings, device=args.device, merge=not separate)
-        identity = {
-            "base": str(args.base.resolve()),
-            "lora_sha256": file_sha256(args.lora / TRANSFORMER_FILE),
-            "embeddings_sha256": [file_sha256(args.embeddings / PROMPT_FILE), file_sha256(args.embeddings / POOLED_FILE)],
-        }
-        transformer, lora = (bare_copy(target.transformer) if separate else (target.transformer, None))
-        return ExportSource(
-            name=target.name, transformer=transformer, prompt_embeds=target.prompt_embeds,
-            pooled_embeds=target.pooled_embeds, identity=identity, lora=lora,
-            vae_lora_file=(args.lora / VAE_FILE) if separate else None,
-        ), 32
-    if args.lora_format == "separate":
+    source = target_source(args)
+    separate = args.lora_format == "separate"
+    if separate and not source.is_real:
         raise PruneseekError("tsdsr-mini has no separate LoRA (its weights are plain); use --lora-format merged")
-    from pruneseek.targets.mini import WEIGHTS, load_mini
+    target = source.load(merge_lora=not separate)
+    transformer, lora = bare_copy(target.transformer) if separate else (target.transformer, None)
+    vae_lora = None
+    if separate:
+        from pruneseek.targets.tsdsr import VAE_FILE
 
-    target = load_mini(args.weights, device=args.device)
-    weights = Path(args.weights or WEIGHTS)
-    identity = {"weights": weights.name, "weights_sha256": file_sha256(weights)}
+        vae_lora = args.lora / VAE_FILE
     return ExportSource(
-        name=target.name, transformer=target.transformer, prompt_embeds=target.prompt_embeds,
-        pooled_embeds=target.pooled_embeds, identity=identity,
-    ), 16
+        name=target.name, transformer=transformer, prompt_embeds=target.prompt_embeds,
+        pooled_embeds=target.pooled_embeds, identity=source.identity(), lora=lora, vae_lora_file=vae_lora,
+    ), 32 if source.is_real else 16
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from pruneseek.commands.args import nonnegative_float, nonnegative_int, positive_float, positive_int, ratio
+from pruneseek.commands.args import command_parser, nonnegative_float, nonnegative_int, positive_float, positive_int, ratio
 from pruneseek.errors import PruneseekError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -41,14 +41,10 @@ def _names(text: str) -> list[str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "landscape",
-        help="simulated mask searches on landscapes whose best mask is known exactly",
-        description="Landscape lab: run every search algorithm on synthetic quadratic landscapes over masks, "
-        "score each decision against the exact enumeration of all C(N, M) masks, and write the summary.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(
+        sub, "landscape", "simulated mask searches on landscapes whose best mask is known exactly",
+        "Landscape lab: run every search algorithm on synthetic quadratic landscapes over masks, "
+        "score each decision against the exact enumeration of all C(N, M) masks, and write the summary.", EXAMPLES)
     p.add_argument("preset", nargs="?", help=f"a bundled preset name or .toml path (default {DEFAULT_PRESET} "
                    "when no --layers is given)")
     p.add_argument("--layers", type=positive_int, metavar="N", help="number of layers N")

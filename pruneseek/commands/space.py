@@ -5,7 +5,7 @@ import argparse
 import json
 from typing import Any
 
-from pruneseek.commands.args import nonnegative_int, positive_int, ratio
+from pruneseek.commands.args import command_parser, nonnegative_int, positive_int, ratio
 from pruneseek.errors import SpaceError
 from pruneseek.spaces import BlockSpace, TransferSpace, list_presets, load_preset, space_for_ratio
 
@@ -19,14 +19,10 @@ EXAMPLES = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "space",
-        help="print the exact sizes of a search space",
-        description="Print the full, block-factored (valid) and transfer-reachable sizes of a search space, "
-        "from a preset or from --layers/--block/--keep.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(
+        sub, "space", "print the exact sizes of a search space",
+        "Print the full, block-factored (valid) and transfer-reachable sizes of a search space, "
+        "from a preset or from --layers/--block/--keep.", EXAMPLES)
     p.add_argument("preset", nargs="?", help="a bundled preset name (see --list) or a path to a .toml preset")
     p.add_argument("--list", action="store_true", help="list the bundled presets and exit")
     p.add_argument("--layers", type=positive_int, metavar="N", help="number of layers N")

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pruneseek.commands.args import nonnegative_int, positive_int
+from pruneseek.commands.args import command_parser, nonnegative_int, positive_int
 
 EXAMPLES = """examples:
   pruneseek teacher train                     # writes pruneseek/weights/tsdsr-mini.safetensors
@@ -15,14 +15,10 @@ EXAMPLES = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "teacher",
-        help="train or evaluate the bundled tsdsr-mini teacher",
-        description="Train tsdsr-mini on the built-in train photographs, or evaluate it against bicubic "
-        "upsampling on the held-out ones.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(
+        sub, "teacher", "train or evaluate the bundled tsdsr-mini teacher",
+        "Train tsdsr-mini on the built-in train photographs, or evaluate it against bicubic "
+        "upsampling on the held-out ones.", EXAMPLES)
     p.add_argument("action", choices=["train", "eval"])
     p.add_argument("--steps", type=positive_int, default=1500, help="train: optimisation steps (default 1500)")
     p.add_argument("--batch", type=positive_int, default=8, help="train: crops per step (default 8)")
@@ -41,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pruneseek.io import atomic_write_json
     from pruneseek.targets.mini import WEIGHTS
-    from pruneseek.teacher import TeacherConfig, command_line, eval_teacher, train_teacher
+    from pruneseek.evaluation import eval_teacher
+    from pruneseek.teacher import TeacherConfig, command_line, train_teacher
 
     if args.action == "train":
         cfg = TeacherConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,

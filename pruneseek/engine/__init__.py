@@ -9,7 +9,7 @@ Layers of the package, imported one way (strategies → engine → spaces):
 - :mod:`~pruneseek.engine.gates` — TinyFusion block gates, hard Gumbel-softmax, marginals, decisions.
 - :mod:`~pruneseek.engine.transfer` — TinySR dynamic inter-block activation (expansion-corrosion).
 - :mod:`~pruneseek.engine.search` — the joint mask + weight training loop, NaN guard, results.
-- :mod:`~pruneseek.engine.lora` — LoRA through ``peft`` for the weight update ΔΦ.
+- LoRA for the weight update ΔΦ and the optimiser step live in :mod:`pruneseek.training` (shared with recovery).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pruneseek.engine.gates import (
     option_tables,
     probabilities,
 )
-from pruneseek.engine.lora import inject_lora, lora_parameters, remove_lora
+from pruneseek.training import inject_lora, lora_parameters, remove_lora
 from pruneseek.engine.schedules import (
     Schedule,
     constant,

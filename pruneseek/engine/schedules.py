@@ -138,3 +138,14 @@ def default_tau(steps: int) -> Schedule:
 def default_scaling(steps: int | None = None) -> Schedule:
     """TinyFusion's logit scaling: constant 100."""
     return constant(SCALING)
+
+
+def anneal_sigma(step: int | float, total: int | float) -> float:
+    """PocketSR's annealing coefficient σ(t) = max(0, (T − t)/T) (arXiv:2510.03012 §3.2.1, its ``min`` read as
+    ``max``): 1 at t = 0, 0.5 at T/2, 0 from t = T on. ``total`` ≤ 0 means no annealing (σ = 0)."""
+    if step < 0:
+        raise EngineError(f"anneal_sigma: the step must be ≥ 0, got {step}")
+    if total <= 0:
+        return 0.0
+    return float(max(0.0, min(1.0, (total - step) / total)))
+

@@ -30,11 +30,11 @@ seconds) and a trajectory of the EMA marginals π about every ``steps / 50`` ste
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -52,16 +52,15 @@ from pruneseek.engine.gates import (
     marginals,
     probabilities,
 )
-from pruneseek.engine.lora import inject_lora, linear_targets, remove_lora
 from pruneseek.engine.schedules import default_tau, make_schedule
 from pruneseek.engine.stack import MODES, MaskedStack
 from pruneseek.engine.transfer import TransferGates
 from pruneseek.spaces import BlockSpace
+from pruneseek.training import LORA_AFTER, Trainer, endless, linear_targets, lora_adapters, trainable_only
 
 WEIGHT_UPDATES = ("lora", "full", "frozen")
 #: About this many snapshots of the marginals are kept in :attr:`SearchResult.trajectory`.
 TRAJECTORY_POINTS = 50
-LORA_AFTER = ("discard", "merge", "keep")
 
 
 class MaskLearner(nn.Module):
@@ -243,21 +242,196 @@ def infer_batch_size(batch: Any) -> int:
     raise EngineError("cannot tell the batch size from a batch without tensors; pass batch_size=")
 
 
-def _stream(batches: Callable[[], Iterable] | Iterable) -> Iterator:
-    """Endless batches: a callable is called again, a re-iterable re-iterated, when one pass ends."""
-    passes = 0
-    while True:
-        source = batches() if callable(batches) else batches
-        it = iter(source)
-        if passes and it is source and not callable(batches):
-            raise EngineError("the batch iterator ran out; pass a callable returning a fresh iterator or more batches")
-        got = False
-        for item in it:
-            got = True
-            yield item
-        if not got:
-            raise EngineError("the batch source yielded no batches")
-        passes += 1
+class _SearchLoop:
+    """The state of one :func:`run_search` run and its steps (module docstring has the loop)."""
+
+    def __init__(self, model, stack, learner, loss_fn, batches, config, device, batch_size, checkpointing,
+                 parallel):
+        self.model, self.stack, self.learner, self.loss_fn, self.config = model, stack, learner, loss_fn, config
+        self.device, self.checkpointing = device, checkpointing
+        self.dp = parallel or DataParallel()
+        self.size_of = batch_size or infer_batch_size
+        self.tau_fn = make_schedule(config.tau, config.steps) if config.tau is not None else default_tau(config.steps)
+        self.scaling_fn = make_schedule(config.scaling, config.steps)
+        self.final_scaling = self.scaling_fn(config.steps - 1)
+        self.generator = torch.Generator(device="cpu").manual_seed(int(config.seed))
+        self.stream = endless(batches)
+        self.history: list[float] = []
+        self.trajectory: list[dict] = []
+        self.cost = {"forward_passes": 0, "backward_passes": 0, "block_evaluations": 0}
+        if self.dp.active:
+            self.cost.update(processes=self.dp.world, gates_checked_identical=0)
+        self.every = max(1, config.steps // TRAJECTORY_POINTS)
+        self.block_options = [o.double() for o in learner.gates.options]
+        self.earlier_seconds = 0.0  # time spent before a resume
+        self.first_step = 0
+        self.step_index = 0
+        self.started = time.perf_counter()
+
+    def weight_update(self) -> contextlib.AbstractContextManager:
+        """The context in which exactly the weights the config trains require gradients (LoRA, all, none)."""
+        c = self.config
+        if c.weight_update == "lora":
+            targets = list(c.lora_targets) if c.lora_targets else linear_targets(self.model, self.stack.blocks)
+            return lora_adapters(self.model, targets, c.lora_rank, c.lora_alpha, init=c.lora_init, seed=c.seed,
+                                 after=c.lora_after)
+        return trainable_only(self.model, self.model.parameters() if c.weight_update == "full" else [])
+
+    def build(self, weight_params: list[nn.Parameter]) -> None:
+        """The optimiser (weights at ``weight_lr``, gates at ``gate_lr``), the trainer and the logit EMA."""
+        c = self.config
+        self.weight_params, self.gate_params = weight_params, self.learner.gate_parameters()
+        groups = [{"params": self.gate_params, "lr": c.gate_lr}]
+        if weight_params:
+            groups.insert(0, {"params": weight_params, "lr": c.weight_lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+        self.trainer = Trainer(self.optimizer, weight_params + self.gate_params, clip_norm=c.clip_norm,
+                               max_nonfinite=c.max_nonfinite, stop=self.stop_error, parallel=self.dp)
+        self.ema = LogitEMA(self.gate_params, c.ema_decay)
+
+    def stop_error(self, consecutive: int) -> NonFiniteLossError:
+        step = self.step_index
+        return NonFiniteLossError(
+            f"the loss or its gradient was not finite for {consecutive} steps in a row (steps "
+            f"{step - consecutive + 1}..{step}), more than max_nonfinite={self.config.max_nonfinite}; "
+            "the search stopped and kept the last good state. Lower the learning rates, check the "
+            "inputs for NaN, or raise max_nonfinite",
+            result=self.result(step + 1, stopped="nonfinite"),
+        )
+
+    # ----- checkpoints -------------------------------------------------------------------------------------------
+    def state(self, steps_done: int) -> dict:
+        """Everything the next step depends on (module docstring of pruneseek.engine.checkpoint)."""
+        return {
+            "step": steps_done,
+            "batches_consumed": steps_done,
+            "gates": [p.detach().cpu().clone() for p in self.gate_params],
+            "ema": [v.detach().cpu().clone() for v in self.ema.value],
+            "weights": [p.detach().cpu().clone() for p in self.weight_params],
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng_states(self.generator),
+            "history": list(self.history),
+            **self.trainer.state(),
+            "cost": dict(self.cost),
+            "trajectory": list(self.trajectory),
+            "seconds": self.earlier_seconds + time.perf_counter() - self.started,
+        }
+
+    def resume(self) -> None:
+        """Continue from the saved state: parameters, EMA, optimiser, data position, RNG, records."""
+        state = load_checkpoint(self.checkpointing)
+        shapes = ([tuple(p.shape) for p in self.gate_params], [tuple(p.shape) for p in self.weight_params])
+        saved = ([tuple(t.shape) for t in state["gates"]], [tuple(t.shape) for t in state["weights"]])
+        if shapes != saved:
+            raise EngineError(
+                f"{self.checkpointing.path} holds gates/weights of other shapes than this run builds; it was written "
+                "by another model or settings: start a new run in another folder"
+            )
+        with torch.no_grad():
+            for p, t in zip(self.gate_params + self.weight_params, state["gates"] + state["weights"]):
+                p.copy_(t.to(p.device))
+        self.ema.load_state_dict([t.to(v.device) for v, t in zip(self.ema.value, state["ema"])])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for _ in range(state["batches_consumed"]):  # the data position; the stream may draw from torch's RNG,
+            next(self.stream)  # so the saved RNG states are restored after fast-forwarding
+        restore_rng_states(self.generator, state["rng"])
+        self.history[:] = state["history"]
+        self.trainer.load_state(state)
+        self.cost.update(state["cost"])
+        self.trajectory[:] = state["trajectory"]
+        self.earlier_seconds = float(state["seconds"])
+        self.first_step = int(state["step"])
+
+    def save(self, steps_done: int) -> None:
+        ckpt = self.checkpointing
+        if ckpt is None:
+            return
+        due = ckpt.every and steps_done % ckpt.every == 0
+        if (due or steps_done == self.config.steps) and self.dp.is_main:
+            save_checkpoint(ckpt, self.state(steps_done))
+
+    # ----- one step ----------------------------------------------------------------------------------------------
+    def forward(self, batch, tau: float, scaling: float) -> tuple[torch.Tensor, int]:
+        """The loss of ``batch`` under freshly sampled masks (this process's shard when data parallel)."""
+        samples = self.size_of(batch)
+        all_masks = self.learner.sample(samples, tau, scaling, self.generator)  # noise for every global sample
+        if self.dp.active:
+            batch, masks = self.dp.shard(batch, samples), all_masks[self.dp.shard_rows(samples)]
+            # skip mode: compute what the whole global batch keeps, as one process would
+            active = (all_masks.detach() != 0).any(dim=0).tolist()
+            with self.stack.computing(active):
+                loss = self.loss_fn(batch, masks, self.config.mode)
+        else:
+            loss = self.loss_fn(batch, all_masks, self.config.mode)
+        self.cost["forward_passes"] += samples
+        self.cost["block_evaluations"] += self.stack.computed_blocks(all_masks, self.config.mode) * samples
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise EngineError("loss_fn must return a scalar tensor")
+        return loss, samples
+
+    def step(self, step: int) -> tuple[float, float, bool]:
+        self.step_index = step
+        batch = next(self.stream)
+        tau, scaling = self.tau_fn(step), self.scaling_fn(step)
+        self.trainer.zero_grad()
+        loss, samples = self.forward(batch, tau, scaling)
+        value, finite = self.trainer.read(loss)
+        self.history.append(value)
+        if finite:
+            if not loss.requires_grad:
+                raise EngineError(
+                    "the loss does not depend on the masks: loss_fn must run the model under the masks it "
+                    "is given (and keep autograd on)"
+                )
+            self.cost["backward_passes"] += samples
+        applied = self.trainer.apply(loss, finite)
+        if applied:
+            self.ema.update(self.gate_params)
+        if self.dp.active:
+            if not self.dp.same_on_all_ranks(self.gate_params):
+                raise EngineError(
+                    f"the gates differ between processes after step {step}: the processes did not run the "
+                    "same program on the same data (same seed, settings and model on every rank?)"
+                )
+            self.cost["gates_checked_identical"] += 1
+        if (step + 1) % self.every == 0 or step + 1 == self.config.steps:
+            self.snapshot(step + 1)
+        self.save(step + 1)
+        return value, tau, applied
+
+    def snapshot(self, steps_done: int) -> None:
+        """π per layer from the EMA block logits at the final scaling (detached, a few small ops)."""
+        probs = probabilities([v.double() for v in self.ema.value[: self.learner.space.num_blocks]],
+                              self.final_scaling)
+        self.trajectory.append({"step": steps_done, "marginals": marginals(probs, self.block_options).cpu().tolist()})
+
+    def result(self, steps_run: int, stopped: str | None = None) -> SearchResult:
+        d = self.learner.decide(self.ema.value, self.final_scaling)
+        elapsed = self.earlier_seconds + time.perf_counter() - self.started
+        return SearchResult(
+            mask=d["mask"], kept=[i for i, v in enumerate(d["mask"]) if v], probabilities=d["probabilities"],
+            marginals=d["marginals"], confidence=d["confidence"], block_confidence=d["block_confidence"],
+            loss_history=list(self.history), nonfinite_steps=self.trainer.nonfinite, steps=steps_run,
+            settings=self.config.to_dict(), logits=d["logits"], transfer=d["transfer"], seconds=elapsed,
+            stopped=stopped, cost={"seconds": elapsed, **self.cost}, trajectory=list(self.trajectory),
+        )
+
+    def run(self) -> SearchResult:
+        from tqdm.auto import tqdm
+
+        with self.weight_update() as weight_params:
+            self.build(list(weight_params))
+            if self.checkpointing is not None and self.checkpointing.resume:
+                self.resume()
+            c = self.config
+            with tqdm(total=c.steps, initial=self.first_step, desc=c.desc, leave=False,
+                      disable=not c.progress or not self.dp.is_main) as bar:
+                for step in range(self.first_step, c.steps):
+                    value, tau, applied = self.step(step)
+                    bar.update(1)
+                    if applied and (step % 10 == 0 or step == c.steps - 1):
+                        bar.set_postfix(loss=f"{value:.4g}", tau=f"{tau:.3g}")
+            return self.result(c.steps)
 
 
 def run_search(
@@ -278,8 +452,6 @@ def run_search(
     data-parallel over an initialised process group (``batches`` then yields *global* batches, the same on
     every rank).
     """
-    from tqdm.auto import tqdm
-
     config.validate()
     if stack.num_layers != learner.space.num_layers:
         raise EngineError(
@@ -289,210 +461,5 @@ def run_search(
         first = next(iter(model.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
     learner.to(device)
-    tau_fn = make_schedule(config.tau, config.steps) if config.tau is not None else default_tau(config.steps)
-    scaling_fn = make_schedule(config.scaling, config.steps)
-    final_scaling = scaling_fn(config.steps - 1)
-    generator = torch.Generator(device="cpu").manual_seed(int(config.seed))
-    size_of = batch_size or infer_batch_size
-    dp = parallel or DataParallel()
-
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    lora_on = False
-    started = time.perf_counter()
-    try:
-        if config.weight_update == "lora":
-            targets = list(config.lora_targets) if config.lora_targets else linear_targets(model, stack.blocks)
-            weight_params = inject_lora(
-                model, config.lora_rank, config.lora_alpha, targets, config.lora_init, seed=config.seed
-            )
-            lora_on = True
-            for p in model.parameters():
-                p.requires_grad_(False)
-            for p in weight_params:
-                p.requires_grad_(True)
-        elif config.weight_update == "full":
-            weight_params = list(model.parameters())
-            for p in weight_params:
-                p.requires_grad_(True)
-        else:
-            weight_params = []
-            for p in model.parameters():
-                p.requires_grad_(False)
-        gate_params = learner.gate_parameters()
-        groups = [{"params": gate_params, "lr": config.gate_lr}]
-        if weight_params:
-            groups.insert(0, {"params": weight_params, "lr": config.weight_lr})
-        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-        trainable = weight_params + gate_params
-        ema = LogitEMA(gate_params, config.ema_decay)
-
-        history: list[float] = []
-        nonfinite = consecutive = 0
-        cost = {"forward_passes": 0, "backward_passes": 0, "block_evaluations": 0}
-        if dp.active:
-            cost.update(processes=dp.world, gates_checked_identical=0)
-        trajectory: list[dict] = []
-        earlier_seconds = 0.0  # time spent before a resume
-        every = max(1, config.steps // TRAJECTORY_POINTS)
-        block_options = [o.double() for o in learner.gates.options]
-        num_blocks = learner.space.num_blocks
-
-        def snapshot(steps_done: int) -> None:
-            """π per layer from the EMA block logits at the final scaling (detached, a few small ops)."""
-            probs = probabilities([v.double() for v in ema.value[:num_blocks]], final_scaling)
-            trajectory.append({"step": steps_done, "marginals": marginals(probs, block_options).cpu().tolist()})
-
-        stream = _stream(batches)
-        first_step = 0
-
-        def loop_state(steps_done: int) -> dict:
-            """Everything the next step depends on (module docstring of pruneseek.engine.checkpoint)."""
-            return {
-                "step": steps_done,
-                "batches_consumed": steps_done,
-                "gates": [p.detach().cpu().clone() for p in gate_params],
-                "ema": [v.detach().cpu().clone() for v in ema.value],
-                "weights": [p.detach().cpu().clone() for p in weight_params],
-                "optimizer": optimizer.state_dict(),
-                "rng": rng_states(generator),
-                "history": list(history),
-                "nonfinite": nonfinite,
-                "consecutive": consecutive,
-                "cost": dict(cost),
-                "trajectory": list(trajectory),
-                "seconds": earlier_seconds + time.perf_counter() - started,
-            }
-
-        if checkpointing is not None and checkpointing.resume:
-            state = load_checkpoint(checkpointing)
-            shapes = ([tuple(p.shape) for p in gate_params], [tuple(p.shape) for p in weight_params])
-            saved = ([tuple(t.shape) for t in state["gates"]], [tuple(t.shape) for t in state["weights"]])
-            if shapes != saved:
-                raise EngineError(
-                    f"{checkpointing.path} holds gates/weights of other shapes than this run builds; it was written "
-                    "by another model or settings: start a new run in another folder"
-                )
-            with torch.no_grad():
-                for p, t in zip(gate_params + weight_params, state["gates"] + state["weights"]):
-                    p.copy_(t.to(p.device))
-            ema.load_state_dict([t.to(v.device) for v, t in zip(ema.value, state["ema"])])
-            optimizer.load_state_dict(state["optimizer"])
-            for _ in range(state["batches_consumed"]):  # the data position; the stream may draw from torch's RNG,
-                next(stream)  # so the saved RNG states are restored after fast-forwarding
-            restore_rng_states(generator, state["rng"])
-            history[:] = state["history"]
-            nonfinite, consecutive = state["nonfinite"], state["consecutive"]
-            cost.update(state["cost"])
-            trajectory[:] = state["trajectory"]
-            earlier_seconds = float(state["seconds"])
-            first_step = int(state["step"])
-
-        def checkpoint(steps_done: int) -> None:
-            if checkpointing is None:
-                return
-            due = checkpointing.every and steps_done % checkpointing.every == 0
-            if (due or steps_done == config.steps) and dp.is_main:
-                save_checkpoint(checkpointing, loop_state(steps_done))
-
-        bar = tqdm(total=config.steps, initial=first_step, desc=config.desc,
-                   disable=not config.progress or not dp.is_main, leave=False)
-
-        def result(steps_run: int, stopped: str | None = None) -> SearchResult:
-            d = learner.decide(ema.value, final_scaling)
-            elapsed = earlier_seconds + time.perf_counter() - started
-            return SearchResult(
-                mask=d["mask"],
-                kept=[i for i, v in enumerate(d["mask"]) if v],
-                probabilities=d["probabilities"],
-                marginals=d["marginals"],
-                confidence=d["confidence"],
-                block_confidence=d["block_confidence"],
-                loss_history=list(history),
-                nonfinite_steps=nonfinite,
-                steps=steps_run,
-                settings=config.to_dict(),
-                logits=d["logits"],
-                transfer=d["transfer"],
-                seconds=elapsed,
-                stopped=stopped,
-                cost={"seconds": elapsed, **cost},
-                trajectory=list(trajectory),
-            )
-
-        try:
-            for step in range(first_step, config.steps):
-                batch = next(stream)
-                tau, scaling = tau_fn(step), scaling_fn(step)
-                optimizer.zero_grad(set_to_none=True)
-                samples = size_of(batch)
-                all_masks = learner.sample(samples, tau, scaling, generator)  # noise for every sample of the global batch
-                if dp.active:
-                    rows = dp.shard_rows(samples)
-                    batch, masks = dp.shard(batch, samples), all_masks[rows]
-                    # skip mode: compute what the whole global batch keeps, as one process would
-                    active = (all_masks.detach() != 0).any(dim=0).tolist()
-                    with stack.computing(active):
-                        loss = loss_fn(batch, masks, config.mode)
-                else:
-                    loss = loss_fn(batch, all_masks, config.mode)
-                cost["forward_passes"] += samples
-                cost["block_evaluations"] += stack.computed_blocks(all_masks, config.mode) * samples
-                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                    raise EngineError("loss_fn must return a scalar tensor")
-                value = float(loss.detach())
-                finite = math.isfinite(value)
-                if dp.active:
-                    finite = dp.all_true(finite, loss.device)
-                    value = dp.mean(value, loss.device)
-                history.append(value)
-                if finite:
-                    if not loss.requires_grad:
-                        raise EngineError(
-                            "the loss does not depend on the masks: loss_fn must run the model under the masks it "
-                            "is given (and keep autograd on)"
-                        )
-                    loss.backward()
-                    dp.average_gradients(trainable)
-                    cost["backward_passes"] += samples
-                    norm = torch.nn.utils.clip_grad_norm_(
-                        [p for p in trainable if p.grad is not None], config.clip_norm or float("inf")
-                    )
-                    finite = bool(torch.isfinite(norm))
-                if not finite:
-                    optimizer.zero_grad(set_to_none=True)
-                    nonfinite += 1
-                    consecutive += 1
-                    if consecutive > config.max_nonfinite:
-                        partial = result(step + 1, stopped="nonfinite")
-                        raise NonFiniteLossError(
-                            f"the loss or its gradient was not finite for {consecutive} steps in a row (steps "
-                            f"{step - consecutive + 1}..{step}), more than max_nonfinite={config.max_nonfinite}; "
-                            "the search stopped and kept the last good state. Lower the learning rates, check the "
-                            "inputs for NaN, or raise max_nonfinite",
-                            result=partial,
-                        )
-                else:
-                    consecutive = 0
-                    optimizer.step()
-                    ema.update(gate_params)
-                if dp.active:
-                    if not dp.same_on_all_ranks(gate_params):
-                        raise EngineError(
-                            f"the gates differ between processes after step {step}: the processes did not run the "
-                            "same program on the same data (same seed, settings and model on every rank?)"
-                        )
-                    cost["gates_checked_identical"] += 1
-                if (step + 1) % every == 0 or step + 1 == config.steps:
-                    snapshot(step + 1)
-                checkpoint(step + 1)
-                bar.update(1)
-                if finite and (step % 10 == 0 or step == config.steps - 1):
-                    bar.set_postfix(loss=f"{value:.4g}", tau=f"{tau:.3g}")
-        finally:
-            bar.close()
-        return result(config.steps)
-    finally:
-        if lora_on and config.lora_after != "keep":
-            remove_lora(model, merge=config.lora_after == "merge")
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    loop = _SearchLoop(model, stack, learner, loss_fn, batches, config, device, batch_size, checkpointing, parallel)
+    return loop.run()

@@ -1,7 +1,7 @@
 """``annealing``: PocketSR's online annealing pruning — a mask from a base rule, removed gradually.
 
 Source: "PocketSR: The Super-Resolution Expert in Your Pocket Mobiles" (PocketSR), §3.2.1 "Online
-Annealing Pruning" (``/work/shared/seeds/002_*.txt``): the original module M and a lightweight
+Annealing Pruning" (arXiv:2510.03012): the original module M and a lightweight
 replacement M_P run in parallel, y = σ·M(x) + (1 − σ)·M_P(x), the original module's weights frozen, σ
 annealed 1 → 0 over T = 8000 steps; PocketSR chose the pruned positions by ablation. The "replacement"
 family of SPEC.md §6.
@@ -13,7 +13,7 @@ strategy's declaration to the recovery training that follows, :meth:`Annealing.r
 ``{"anneal_steps": T}`` (default T = 8000, the paper's; a comparison may scale it to its budget): during
 those steps each dropped block's output is blended with its input (M_P = identity for depth pruning),
 
-    y = σ(t)·M(x) + (1 − σ(t))·x,      σ(t) = max(0, (T − t)/T)      (:func:`anneal_sigma`)
+    y = σ(t)·M(x) + (1 − σ(t))·x,      σ(t) = max(0, (T − t)/T)      (:func:`pruneseek.engine.schedules.anneal_sigma`)
 
 with the dropped blocks' weights frozen. PocketSR's text writes σ = min(0, (T − t)/T), which is never
 positive; max is what the description ("annealed to zero") means (SPEC §6). The recovery loop applies it.
@@ -30,17 +30,6 @@ from pruneseek.strategies.base import LearnedMaskStrategy, SearchProblem, Strate
 #: PocketSR's annealing length T (§4.1: "The total number of annealing steps is set to T = 8000").
 POCKETSR_ANNEAL_STEPS = 8000
 
-
-def anneal_sigma(step: int | float, total: int | float) -> float:
-    """σ(t) = max(0, (T − t)/T): 1 at t = 0, 0.5 at T/2, 0 from t = T on (PocketSR §3.2.1, typo fixed).
-
-    A pure schedule (optax style). ``total`` ≤ 0 means no annealing: the blocks are cut at once (σ = 0).
-    """
-    if step < 0:
-        raise StrategyError(f"anneal_sigma: the step must be ≥ 0, got {step}")
-    if total <= 0:
-        return 0.0
-    return float(max(0.0, min(1.0, (total - step) / total)))
 
 
 @register("annealing")
@@ -77,7 +66,7 @@ class Annealing(Strategy):
         self.selector = strategy_class(select)(**self.settings["select_settings"])
 
     def recovery_overrides(self) -> dict[str, Any]:
-        """``{"anneal_steps": T}``: the recovery blends each dropped block out over T steps (:func:`anneal_sigma`)."""
+        """``{"anneal_steps": T}``: the recovery blends each dropped block out over T steps (:func:`pruneseek.engine.schedules.anneal_sigma`)."""
         return {"anneal_steps": self.settings["anneal_steps"]}
 
     def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:

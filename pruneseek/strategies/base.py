@@ -28,8 +28,11 @@ from pruneseek.engine import (
     infer_batch_size,
     run_search,
 )
-from pruneseek.spaces import BlockSpace
+from pruneseek import recipes
 from pruneseek.errors import StrategyError
+from pruneseek.mask import Mask
+from pruneseek.spaces import BlockSpace
+from pruneseek.training import endless
 
 
 @dataclass
@@ -56,6 +59,11 @@ class SearchProblem:
     checkpointing: Checkpointing | None = None
     #: Learned strategies only: data-parallel processes; ``batches()`` then yields global batches.
     parallel: DataParallel | None = None
+    #: The target's LoRA target module names (peft suffix match); ``None``: every linear layer of the blocks.
+    #: A strategy's own ``lora_targets`` setting, when given, wins.
+    lora_targets: Sequence[str] | None = None
+    #: Show progress bars (a display option of the run, not a strategy setting).
+    progress: bool = True
 
 
 class Strategy:
@@ -129,13 +137,7 @@ def calibration_batches(problem: SearchProblem, count: int) -> list:
 
 def endless_batches(problem: SearchProblem) -> Iterator:
     """Batches without end: ``problem.batches()`` is called again whenever a pass runs out."""
-    while True:
-        got = False
-        for batch in problem.batches():
-            got = True
-            yield batch
-        if not got:
-            raise StrategyError("the problem's batches() yielded no batches; give it training data")
+    return endless(problem.batches, error=StrategyError)
 
 
 def problem_device(problem: SearchProblem) -> torch.device:
@@ -214,12 +216,8 @@ def calibration_loss(
     """
     if not batches:
         raise StrategyError("no calibration batches to score a mask on")
-    n = problem.stack.num_layers
-    values = mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask
-    m = torch.as_tensor(np.asarray(values), dtype=torch.float32)
-    if m.dim() != 1 or m.shape[0] != n or not bool(((m == 0) | (m == 1)).all()):
-        raise StrategyError(f"a mask for this model is {n} values of 0 or 1, got {tuple(m.shape)} {m.tolist()}")
-    m = m.to(problem_device(problem))
+    checked = Mask.of(mask, problem.stack.num_layers, error=StrategyError, what="a mask for this model")
+    m = checked.row(device=problem_device(problem))
     computed = int(m.sum())
     total = 0.0
     with eval_mode(problem.model), torch.no_grad():
@@ -232,7 +230,7 @@ def calibration_loss(
     value = total / len(batches)
     if not math.isfinite(value):
         raise StrategyError(
-            f"the calibration loss of mask {mask_text(m.cpu())} is {value}; check the model's weights and the "
+            f"the calibration loss of mask {checked.text()} is {value}; check the model's weights and the "
             "calibration data for NaN or overflow"
         )
     return value
@@ -256,7 +254,7 @@ def rule_result(
     Marginals are the 0/1 mask itself, confidence 1 (per block too), no option probabilities.
     """
     m = [int(v) for v in np.asarray(mask).ravel()]
-    if len(m) != problem.space.num_layers or sum(m) != problem.space.num_kept:
+    if len(m) != problem.space.num_layers or sum(m) != problem.space.num_kept or set(m) - {0, 1}:
         raise StrategyError(
             f"strategy {strategy.name!r} produced mask {mask_text(m)}, which does not keep "
             f"{problem.space.num_kept} of {problem.space.num_layers} layers"
@@ -281,7 +279,7 @@ def rule_result(
 
 #: Settings every score-based strategy shares: how many calibration batches to score on, and whether
 #: the lowest-scoring layers are removed anywhere ("global", the papers' rule) or per block ("space").
-SCORE_DEFAULTS: dict[str, Any] = {"score_batches": 8, "scope": "global"}
+SCORE_DEFAULTS: dict[str, Any] = dict(recipes.SCORING)
 SCOPES = ("global", "space")
 
 
@@ -296,36 +294,19 @@ class RuleStrategy(Strategy):
             self._choice("scope", SCOPES)
 
 
-#: Settings every learned-mask strategy shares (SPEC §4; TinyFusion's recipe).
-LEARNED_MASK_DEFAULTS: dict[str, Any] = {
-    "tau": {"kind": "linear", "start": 4.0, "end": 0.1},
-    "scaling": 100.0,
-    "weight_update": "lora",
-    "lora_rank": 8,
-    "lora_alpha": 16.0,
-    "lora_targets": None,
-    "lora_init": True,
-    "lora_after": "discard",
-    "weight_lr": 1e-4,
-    "gate_lr": 1e-3,
-    "weight_decay": 0.0,
-    "clip_norm": 1.0,
-    "ema_decay": 0.999,
-    "mode": "blend",
-    "share_across_batch": False,
-    "max_nonfinite": 10,
-    "init_logit": 0.02,
-    "progress": True,
-}
+#: Settings every learned-mask strategy shares (TinyFusion's recipe, :data:`pruneseek.recipes.LEARNED_MASK`).
+LEARNED_MASK_DEFAULTS: dict[str, Any] = dict(recipes.LEARNED_MASK)
 
 
 def search_config(settings: dict[str, Any], problem: SearchProblem, seed: int, desc: str) -> SearchConfig:
-    """The engine's :class:`SearchConfig` from a learned-mask strategy's settings."""
+    """The engine's :class:`SearchConfig` from a learned-mask strategy's settings and the problem's run options."""
     keys = {
-        "tau", "scaling", "weight_update", "lora_rank", "lora_alpha", "lora_targets", "lora_init", "lora_after",
-        "weight_lr", "gate_lr", "weight_decay", "clip_norm", "ema_decay", "mode", "max_nonfinite", "progress",
+        "tau", "scaling", "weight_update", "lora_rank", "lora_alpha", "lora_init", "lora_after",
+        "weight_lr", "gate_lr", "weight_decay", "clip_norm", "ema_decay", "mode", "max_nonfinite",
     }
-    return SearchConfig(steps=problem.steps, seed=seed, desc=desc, **{k: settings[k] for k in keys})
+    targets = settings["lora_targets"] or problem.lora_targets
+    return SearchConfig(steps=problem.steps, seed=seed, desc=desc, progress=problem.progress,
+                        lora_targets=list(targets) if targets else None, **{k: settings[k] for k in keys})
 
 
 class LearnedMaskStrategy(Strategy):

@@ -24,12 +24,13 @@ network so that it stays robust to removing blocks. Here that is ``robust_steps`
 (``lora_rank``, ``lora_alpha``, AdamW at ``weight_lr``, weight decay 0, grad-norm clip 1) on the problem's
 loss and training batches, in skip mode, under the current mask with every kept block additionally
 skipped with probability ``robust_skip_prob`` (one draw per step, shared by the batch). SnapFusion
-fine-tunes the whole UNet; LoRA (``pruneseek.engine.lora``) is the cheaper form used here, and its
+fine-tunes the whole UNet; LoRA (``pruneseek.training.lora_adapters``) is the cheaper form used here, and its
 adapters are removed when the search ends, so the model comes back unchanged: the training only shapes
 the greedy decisions. The skip probability is not stated in the paper; 0.1 is this project's choice.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from typing import Any, Sequence
@@ -38,10 +39,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pruneseek.engine import SearchResult, inject_lora, remove_lora
-from pruneseek.engine.lora import linear_targets
+from pruneseek.engine import SearchResult
 from pruneseek.errors import StrategyError
 from pruneseek.strategies.registry import register
+from pruneseek.training import Trainer, linear_targets, lora_adapters
 from pruneseek.strategies.base import (
     SCORE_DEFAULTS,
     CostMeter,
@@ -154,7 +155,6 @@ class SnapFusion(RuleStrategy):
         "lora_rank": 8,
         "lora_alpha": 16.0,
         "weight_lr": 1e-4,
-        "progress": True,
     }
 
     def __init__(self, **settings: Any):
@@ -186,7 +186,7 @@ class SnapFusion(RuleStrategy):
             current = calibration_loss(problem, mask, batches, meter)
             history = [current]
             to_remove = n - space.num_kept
-            bar = tqdm(total=to_remove, desc=self.name, disable=not s["progress"], leave=False)
+            bar = tqdm(total=to_remove, desc=self.name, disable=not problem.progress, leave=False)
             with bar:
                 while True:
                     candidates = removal_candidates(mask, space, s["scope"])
@@ -225,7 +225,10 @@ class SnapFusion(RuleStrategy):
 
 
 class RobustTrainer:
-    """SnapFusion's robust training in LoRA form (module docstring): blocks stochastically skipped."""
+    """SnapFusion's robust training in LoRA form (module docstring): blocks stochastically skipped.
+
+    The adapters live from construction to :meth:`close`; each step is :class:`pruneseek.training.Trainer`'s.
+    """
 
     def __init__(self, problem: SearchProblem, settings: dict, seed: int, meter: CostMeter):
         self.problem = problem
@@ -235,17 +238,20 @@ class RobustTrainer:
         self.stream = endless_batches(problem)
         self.steps_done = 0
         model = problem.model
-        self.flags = [(p, p.requires_grad) for p in model.parameters()]
-        targets = linear_targets(model, problem.stack.blocks)
+        targets = problem.lora_targets or linear_targets(model, problem.stack.blocks)
         if not targets:
             raise StrategyError("snapfusion robust training needs linear layers inside the blocks for LoRA; "
                                 "set robust_steps = 0")
-        self.params = inject_lora(model, settings["lora_rank"], settings["lora_alpha"], targets, seed=seed)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in self.params:
-            p.requires_grad_(True)
-        self.optimizer = torch.optim.AdamW(self.params, lr=settings["weight_lr"], weight_decay=0.0)
+        self.adapters = contextlib.ExitStack()
+        self.params = self.adapters.enter_context(
+            lora_adapters(model, targets, settings["lora_rank"], settings["lora_alpha"], seed=seed))
+        self.trainer = Trainer(torch.optim.AdamW(self.params, lr=settings["weight_lr"], weight_decay=0.0),
+                               self.params, clip_norm=1.0, stop=self._stop)
+
+    @staticmethod
+    def _stop(consecutive: int) -> StrategyError:
+        return StrategyError(f"snapfusion robust training: the loss or its gradient was not finite {consecutive} "
+                             "steps in a row; lower weight_lr or set robust_steps = 0")
 
     def train(self, mask: np.ndarray, steps: int) -> None:
         device = problem_device(self.problem)
@@ -255,19 +261,16 @@ class RobustTrainer:
             b = batch_size_of(self.problem, batch)
             survive = (torch.rand(keep.shape, generator=self.generator) >= self.skip_prob).float()
             row = (keep * survive).to(device)
-            self.optimizer.zero_grad(set_to_none=True)
+            self.trainer.zero_grad()
             loss = self.problem.loss_fn(batch, row.expand(b, -1), "skip")
             self.meter.forward(b, int(row.sum()))
             self.steps_done += 1
-            if not torch.isfinite(loss.detach()) or not loss.requires_grad:
+            if not loss.requires_grad:  # every kept block skipped this step: nothing to train
                 continue
-            loss.backward()
-            self.meter.backward(b)
-            norm = torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            if torch.isfinite(norm):
-                self.optimizer.step()
+            _, finite = self.trainer.read(loss)
+            if finite:
+                self.meter.backward(b)
+            self.trainer.apply(loss, finite)
 
     def close(self) -> None:
-        remove_lora(self.problem.model, merge=False)
-        for p, flag in self.flags:
-            p.requires_grad_(flag)
+        self.adapters.close()

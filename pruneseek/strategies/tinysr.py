@@ -22,6 +22,8 @@ from pruneseek.engine import MaskLearner, TransferGates
 from pruneseek.engine.transfer import RULES
 from pruneseek.spaces import make_topology, topology_name
 from pruneseek.strategies.registry import register
+from pruneseek import recipes
+from pruneseek.errors import StrategyError
 from pruneseek.strategies.base import LEARNED_MASK_DEFAULTS, LearnedMaskStrategy, SearchProblem
 
 
@@ -33,20 +35,11 @@ class TinySR(LearnedMaskStrategy):
         "TinySR: Pruning Diffusion for Real-World Image Super-Resolution (dynamic inter-block activation, "
         "expansion-corrosion strategy; §3.1, eq. 5-8); code: github.com/Microtreei/TinySR"
     )
-    defaults = {
-        **LEARNED_MASK_DEFAULTS,
-        "lora_rank": 64,
-        "lora_alpha": 64.0,
-        "weight_lr": 5e-5,
-        "gate_lr": 5e-4,
-        "rule": "marginal",
-    }
+    defaults = {**LEARNED_MASK_DEFAULTS, **recipes.TINYSR}
 
     def __init__(self, **settings: Any):
         super().__init__(**settings)
         if self.settings["rule"] not in RULES:
-            from pruneseek.errors import StrategyError
-
             raise StrategyError(f"tinysr rule must be one of {list(RULES)}, got {self.settings['rule']!r}")
 
     def learner(self, problem: SearchProblem) -> MaskLearner:

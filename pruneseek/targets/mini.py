@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from pruneseek.errors import PruneseekError
 from pruneseek.targets.base import SRTarget
+from pruneseek.training import linear_targets
 from pruneseek.errors import MiniWeightsError  # noqa: F401 (raised here; defined with the others)
 
 MINI_CONFIG: dict[str, Any] = dict(
@@ -43,7 +44,6 @@ SHUFFLE = 4
 CONTEXT_TOKENS = 8
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tsdsr-mini.safetensors"
 #: Modules LoRA adapts during a search, as TSD-SR's LoRA does (SPEC §7), restricted to the blocks.
-LORA_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj")
 #: Images must have sides divisible by this (pixel unshuffle 4 × patch 2).
 MULTIPLE = SHUFFLE * MINI_CONFIG["patch_size"]
 
@@ -86,11 +86,9 @@ def mini_target(transformer, prompt: torch.Tensor, pooled: torch.Tensor, info: d
         pooled_embeds=pooled,
         encoder=pixel_encode,
         decoder=pixel_decode,
-        lora_targets=[
-            name
-            for name, _ in transformer.transformer_blocks.named_modules()
-            if any(name.endswith(m) for m in LORA_MODULES)
-        ],
+        # the search adapts every linear layer of the blocks (TinyFusion's choice for DiT); TSD-SR's own
+        # target names (targets/tsdsr.py) apply to the real model
+        lora_targets=linear_targets(transformer, transformer.transformer_blocks),
         info=info or {},
     )
 

@@ -14,7 +14,7 @@ SPACE = BlockSpace.uniform(8, 4, 2)
 IN_BOX = ["harmful", "needed", "needed", "identity", "needed", "identity", "harmful", "needed"]
 #: Needed blocks 0, 1, 3 | 5 — three in block 0 and one in block 1: outside the block space, one transfer away.
 OUT_OF_BOX = ["needed", "needed", "harmful", "needed", "harmful", "needed", "harmful", "identity"]
-FAST = dict(weight_update="frozen", gate_lr=1e-2, progress=False)
+FAST = dict(weight_update="frozen", gate_lr=1e-2)
 
 
 def test_registry():
@@ -51,7 +51,7 @@ def test_known_answer_recovery_with_lora(name):
     problem, needed = toy_problem(IN_BOX, SPACE, steps=200, seed=0)
     before = {k: v.clone() for k, v in problem.model.state_dict().items()}
     strategy = get_strategy(
-        name, weight_update="lora", lora_rank=4, lora_alpha=4.0, weight_lr=1e-3, gate_lr=1e-2, progress=False
+        name, weight_update="lora", lora_rank=4, lora_alpha=4.0, weight_lr=1e-3, gate_lr=1e-2
     )
     result = strategy.search(problem, seed=0)
     assert result.kept == needed

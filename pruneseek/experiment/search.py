@@ -1,0 +1,216 @@
+"""A search as a library call: load the target, build the problem, run the strategy, write the mask file.
+
+:func:`run_search_experiment` is ``pruneseek search`` without the printing: from :class:`SearchSettings` it
+loads the target (:class:`~pruneseek.targets.load.TargetSource`), resolves the search space, builds the
+calibration data and the :class:`~pruneseek.strategies.base.SearchProblem`, runs the strategy (with exact
+resume and data parallelism for the learned strategies) and writes ``mask.json``, ``summary.json`` and
+``loss.png``. It returns a :class:`SearchOutcome`; the command prints it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pruneseek.errors import PruneseekError
+from pruneseek.experiment.settings import SearchSettings
+from pruneseek.fingerprint import jsonable
+
+
+def resolve_space(model: str, ratio: float | None, space: str | None, num_layers: int):
+    """The search-space preset: ``space`` (a name or .toml path) or the bundled one for ``model`` and ``ratio``."""
+    from pruneseek.spaces import find_preset, load_preset
+
+    preset = load_preset(space) if space else find_preset(model, 0.5 if ratio is None else ratio)
+    if preset.space.num_layers != num_layers:
+        raise PruneseekError(
+            f"search space {preset.name} is for {preset.space.num_layers} layers, but the model has {num_layers}; "
+            "choose a preset for this model"
+        )
+    return preset
+
+
+def check_parallel_and_resume(settings: SearchSettings, strategy, processes: int) -> None:
+    """Refuse --nproc / --checkpoint-every / --resume where they cannot apply, before any work is done."""
+    from pruneseek.strategies.base import LearnedMaskStrategy
+
+    learned = isinstance(strategy, LearnedMaskStrategy)
+    for flag, used in (("--nproc", processes > 1), ("--checkpoint-every", settings.checkpoint_every > 0),
+                       ("--resume", settings.resume is not None)):
+        if used and not learned:
+            raise PruneseekError(
+                f"{flag} applies to the learned strategies (tinysr, tinyfusion), whose search trains for many steps; "
+                f"{strategy.name} decides by a rule in one pass: run it without {flag}"
+            )
+    if processes > 1 and settings.batch % processes:
+        raise PruneseekError(
+            f"--batch {settings.batch} (the global batch) does not split over {processes} processes; "
+            f"use a multiple of {processes}, e.g. --batch {processes * max(1, settings.batch // processes)}"
+        )
+
+
+def checkpoint_folder(resume: Path) -> Path:
+    """The folder holding ``checkpoint.pt`` for ``--resume DIR`` (the run's output folder or the folder itself)."""
+    from pruneseek.engine.checkpoint import FILE
+
+    return resume if (resume / FILE).is_file() else resume / "checkpoint"
+
+
+def search_fingerprint(settings: SearchSettings, target, preset, strategy, spec, perceptual_note: str,
+                       processes: int) -> dict:
+    """What a search checkpoint must agree on to be resumed (settings that change the run's numbers)."""
+    return jsonable({
+        "model": target.name, "weights": settings.source.weights_fingerprint(), "space": preset.name,
+        "strategy": strategy.name, "settings": strategy.settings, "steps": settings.steps, "batch": settings.batch,
+        "seed": settings.seed,
+        "data": {"images": [Path(p).name for p in spec.images], "crops": spec.count, "crop_size": spec.hr_size},
+        "perceptual": perceptual_note, "processes": processes, "device": str(settings.source.device),
+    })
+
+
+def result_mask_file(result, strategy_name: str, target, preset, seed: int, metrics: dict | None = None):
+    """The ``pruneseek.mask/v1`` file of a search result, and a note when the mask had to be recorded in the
+    full space C(N, M) because it lies outside the preset's block space (rule-based strategies may choose so)."""
+    from pruneseek.maskfile import MaskFile
+    from pruneseek.spaces import BlockSpace
+
+    transfer = {"k": preset.transfer_k or 1, "topology": preset.topology} if result.transfer is not None else None
+    space, notes = preset.space, None
+    if transfer is None and not preset.space.contains(result.mask):
+        space = BlockSpace.full(target.num_layers, sum(result.mask))
+        notes = (f"{strategy_name} chose a mask outside the block space of {preset.name} ({preset.space.describe()}); "
+                 f"it is recorded in the full space C({target.num_layers}, {sum(result.mask)})")
+    mask = MaskFile.from_mask(
+        result.mask, model_name=target.name, strategy_name=strategy_name, settings=result.settings,
+        space=space, preset=preset.name if space is preset.space else None, transfer=transfer,
+        probabilities=result.probabilities if space is preset.space and result.probabilities else None,
+        marginals=result.marginals, seed=seed, steps=result.steps, confidence=result.confidence,
+        metrics=metrics or {}, notes=notes,
+    )
+    return mask, notes
+
+
+@dataclass
+class SearchOutcome:
+    """What a finished search produced (the command prints it; ``result`` is None on a non-main rank)."""
+
+    target: Any
+    preset: Any
+    strategy: Any
+    perceptual_note: str
+    out: Path
+    result: Any = None
+    summary: dict = field(default_factory=dict)
+    mask_path: Path | None = None
+    notes: str | None = None
+
+    @property
+    def learned(self) -> bool:
+        return self.result is not None and self.result.steps > 0 and bool(self.result.probabilities)
+
+
+def output_folder(settings: SearchSettings, target, preset, strategy) -> tuple[Path, Path]:
+    """``(output folder, checkpoint folder)``: ``--out``, the resumed run's folder, or the default name."""
+    if settings.resume is not None:
+        folder = checkpoint_folder(settings.resume)
+        return settings.out or (folder.parent if folder.name == "checkpoint" else folder), folder
+    ratio_text = f"{float(preset.space.ratio):.2g}"
+    default = Path("results") / "search" / f"{target.name}-r{ratio_text}-{strategy.name}-s{settings.seed}"
+    out = settings.out or default
+    return out, out / "checkpoint"
+
+
+def build_search(settings: SearchSettings, parallel, report: Callable[[str], None] = print):
+    """Target, space, strategy, calibration data and problem of a search (checked before any training)."""
+    import torch
+
+    from pruneseek.experiment.strategy import build_strategy
+    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
+    from pruneseek.losses import perceptual_loss
+    from pruneseek.sr_problem import sr_search_problem
+
+    torch.manual_seed(settings.seed)
+    target = settings.source.load()
+    preset = resolve_space(settings.model, settings.ratio, settings.space, target.num_layers)
+    strategy = build_strategy(settings.strategy, settings.steps, mini=not settings.source.is_real, rule=settings.rule,
+                              mode=settings.mode,
+                              ema_decay=settings.ema_decay)
+    check_parallel_and_resume(settings, strategy, parallel.world)
+    perceptual, note = perceptual_loss(settings.perceptual)
+    outcome = SearchOutcome(target, preset, strategy, note, Path())
+    outcome.out, folder = output_folder(settings, target, preset, strategy)
+    report(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
+    report(f"strategy: {strategy.name}; loss: L1 to the teacher's latent + {note}")
+    spec = PairSpec(images=as_tuple(select_images("train", settings.data)), count=settings.crops,
+                    hr_size=settings.crop_size, seed=settings.seed)
+    data = calibration_latents(target, spec, progress=settings.progress and parallel.is_main)
+    for key in ("z_lr", "z_tea"):
+        check_finite(key, data[key])
+    problem = sr_search_problem(target, data, preset.space, settings.steps, settings.batch, settings.seed, perceptual,
+                                topology=preset.topology, k=preset.transfer_k or 1)
+    problem.parallel = parallel if parallel.active else None
+    problem.progress = settings.progress and parallel.is_main
+    if settings.checkpoint_every or settings.resume is not None:
+        from pruneseek.engine import Checkpointing
+
+        fingerprint = search_fingerprint(settings, target, preset, strategy, spec, note, parallel.world)
+        problem.checkpointing = Checkpointing(folder, every=settings.checkpoint_every,
+                                              resume=settings.resume is not None, fingerprint=fingerprint)
+        every = f" every {settings.checkpoint_every} steps" if settings.checkpoint_every else " at the end"
+        report(f"resuming from {folder / 'checkpoint.pt'}" if settings.resume is not None
+               else f"checkpoints go to {folder / 'checkpoint.pt'}{every}")
+    if parallel.active:
+        report(f"data parallel: {parallel.world} processes, global batch {settings.batch} "
+               f"({settings.batch // parallel.world} crops each)")
+    return outcome, problem, spec
+
+
+def search_summary(outcome: SearchOutcome, settings: SearchSettings, spec, seconds: float) -> dict:
+    """The ``summary.json`` of a finished search."""
+    result, target = outcome.result, outcome.target
+    summary = {
+        "mask_file": str(outcome.mask_path), "model": target.name, "num_layers": target.num_layers,
+        "kept": result.kept, "dropped": [i for i, v in enumerate(result.mask) if not v],
+        "confidence": result.confidence, "block_confidence": result.block_confidence, "transfer": result.transfer,
+        "strategy": outcome.strategy.name, "space": outcome.preset.name,
+        "loss": {"description": f"L1(z_stu, z_tea) + {outcome.perceptual_note}", "history": result.loss_history},
+        "nonfinite_steps": result.nonfinite_steps, "steps": result.steps, "seed": settings.seed,
+        "data": {"images": [Path(p).name for p in spec.images], "crops": spec.count, "crop_size": spec.hr_size},
+        "seconds": seconds, "search_seconds": result.seconds, "cost": result.cost,
+        "recovery_overrides": outcome.strategy.recovery_overrides(),
+    }
+    if result.scores is not None:
+        summary["scores"] = result.scores
+    if result.trajectory:
+        summary["trajectory"] = result.trajectory
+    if result.logits:
+        summary["gates"] = {"ema_logits": result.logits,
+                            "transfer_q": result.transfer["q"] if result.transfer is not None else None}
+    if outcome.notes:
+        summary["notes"] = outcome.notes
+    return summary
+
+
+def run_search_experiment(settings: SearchSettings, parallel, report: Callable[[str], None] = print) -> SearchOutcome:
+    """Run the search of ``settings`` and write its outputs (rank 0 only); see the module docstring."""
+    from pruneseek.experiment.plots import plot_loss
+    from pruneseek.io import atomic_write_json
+
+    started = time.perf_counter()
+    outcome, problem, spec = build_search(settings, parallel, report)
+    result = outcome.strategy.search(problem, seed=settings.seed)
+    if not parallel.is_main:
+        return outcome
+    outcome.result = result
+    metrics = {}
+    if outcome.learned:
+        metrics["final_loss"] = float(sum(result.loss_history[-20:]) / max(1, len(result.loss_history[-20:])))
+    mask, outcome.notes = result_mask_file(result, outcome.strategy.name, outcome.target, outcome.preset,
+                                           settings.seed, metrics)
+    outcome.mask_path = mask.save(outcome.out / "mask.json")
+    outcome.summary = search_summary(outcome, settings, spec, time.perf_counter() - started)
+    atomic_write_json(outcome.out / "summary.json", outcome.summary)
+    plot_loss(result.loss_history, outcome.out / "loss.png",
+              f"{outcome.strategy.name} on {outcome.target.name}, {outcome.preset.name}, seed {settings.seed}")
+    return outcome

@@ -1,0 +1,87 @@
+"""Every default value of pruneseek's recipes, in one place (the papers' numbers and this project's choices).
+
+The engine's :class:`~pruneseek.engine.search.SearchConfig`, the learned strategies' settings, the bundled
+strategy presets (``strategies/*.toml``; a test keeps them equal to these), the recovery protocol, the
+comparison budget and the commands' option defaults all read their defaults from here, so a default
+changes in one line. Display options (progress bars) are not recipe values and are not here.
+
+Sources (see ``docs/design.md`` §4, §6 and §9):
+
+- TinyFusion (arXiv:2412.01199, §3 and its DiT experiments): Gumbel-softmax temperature linear 4 → 0.1,
+  logit scaling 100, LoRA rank 8 / α 16 at lr 1e-4 with the mask logits at 10× that, AdamW without weight
+  decay, gradient-norm clip 1.0, decision from an EMA (0.999) of the logits.
+- TSD-SR / TinySR: LoRA rank 64, α 64 on TSD-SR's ten transformer target names.
+- This project's measured choices: the recovery learning rate (3e-4, see :mod:`pruneseek.recovery`), the
+  initial logit 0.02, the comparison budget sized for 2 CPU cores.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+#: Gumbel-softmax temperature τ: linear from TAU_START to TAU_END over the search (TinyFusion).
+TAU_START = 4.0
+TAU_END = 0.1
+#: The learned-mask recipe (TinyFusion). Keys are the learned strategies' setting names.
+LEARNED_MASK: dict[str, Any] = {
+    "tau": {"kind": "linear", "start": TAU_START, "end": TAU_END},
+    "scaling": 100.0,
+    "weight_update": "lora",
+    "lora_rank": 8,
+    "lora_alpha": 16.0,
+    "lora_targets": None,
+    "lora_init": True,
+    "lora_after": "discard",
+    "weight_lr": 1e-4,
+    "gate_lr": 1e-3,
+    "weight_decay": 0.0,
+    "clip_norm": 1.0,
+    "ema_decay": 0.999,
+    "mode": "blend",
+    "share_across_batch": False,
+    "max_nonfinite": 10,
+    "init_logit": 0.02,
+}
+#: TinySR's recipe on TSD-SR (its released code): TSD-SR's LoRA size (rank 64, α 64), half TinyFusion's rates.
+TINYSR: dict[str, Any] = {"lora_rank": 64, "lora_alpha": 64.0, "weight_lr": 5e-5, "gate_lr": 5e-4, "rule": "marginal"}
+#: Search settings for the bundled tsdsr-mini (width 64, so LoRA rank 8 and TinyFusion's rates for every learned
+#: strategy); applied to the settings a strategy has, under any preset file or flag.
+MINI_SEARCH: dict[str, Any] = {"lora_rank": 8, "lora_alpha": 16.0, "weight_lr": 1e-4, "gate_lr": 1e-3}
+
+#: The rule-based strategies' scoring budget: calibration batches per mask, and where layers are removed.
+SCORING: dict[str, Any] = {"score_batches": 8, "scope": "global"}
+
+#: ``pruneseek search``'s data and run-length defaults.
+SEARCH = {"steps": 600, "batch": 4, "crops": 192, "crop_size": 64, "seed": 0}
+
+
+def ema_decay_for(steps: int) -> float:
+    """The EMA decay ``pruneseek search`` uses for a run of ``steps``: 0.999, or 1 − 10/steps for shorter runs,
+    so the EMA spans the last tenth of the run."""
+    return min(LEARNED_MASK["ema_decay"], max(0.0, 1 - 10 / steps))
+
+
+#: The fair recovery protocol (:mod:`pruneseek.recovery`): budget and optimiser, the same for every strategy.
+#: lr measured on tsdsr-mini (24 → 12): 3e-4 brings HaarPSI back to the teacher's within 100 steps; 1e-4 did
+#: not within 300.
+RECOVERY: dict[str, Any] = {"steps": 200, "batch": 4, "lr": 3e-4, "weight_decay": 0.0, "clip_norm": 1.0,
+                            "lambda_l1": 1.0, "lambda_perceptual": 1.0, "max_nonfinite": 10}
+
+#: The comparison's budget (``pruneseek compare``): the full one and ``--quick``. The full budget is sized so
+#: that all 10 strategies × 3 seeds finish in about 35 minutes on 2 CPU cores (measured per-step times: learned
+#: search ≈ 0.3 s, recovery ≈ 0.1 s, one held-out evaluation ≈ 2.3 s; the rule-based strategies' own defaults ≈
+#: 140 s per seed together, snapfusion 74 s of it).
+COMPARE_FULL: dict[str, Any] = {"search_steps": 500, "recovery_steps": RECOVERY["steps"], "batch": RECOVERY["batch"],
+                                "crops": SEARCH["crops"], "crop_size": SEARCH["crop_size"], "eval_crop": 192,
+                                "eval_seeds": (0, 1, 2, 3, 4, 5), "seeds": (0, 1, 2), "lr": RECOVERY["lr"]}
+COMPARE_QUICK: dict[str, Any] = {"search_steps": 3, "recovery_steps": 3, "batch": 2, "crops": 8, "crop_size": 32,
+                                 "eval_crop": 64, "eval_seeds": (0,), "seeds": (0,), "lr": RECOVERY["lr"]}
+#: ``--quick`` also shrinks the rule-based strategies' own budgets (only settings a strategy has are passed).
+QUICK_STRATEGY_SETTINGS: dict[str, Any] = {"score_batches": 1, "num_masks": 6, "n_trials": 6, "latency_repeats": 1}
+#: Share of the recovery budget an annealing strategy may spend annealing (PocketSR anneals over T = 8000).
+ANNEAL_FRACTION = 0.5
+
+#: The held-out evaluation: centre-crop side, degradation seeds and SR tile side.
+EVAL = {"crop": 192, "seeds": (0, 1, 2, 3, 4, 5), "tile": 64}
+
+#: Teacher training (``pruneseek teacher train``): AdamW with a cosine learning rate lr → min_lr.
+TEACHER: dict[str, Any] = {"steps": 1500, "batch": 8, "lr": 1e-3, "min_lr": 1e-5, "crop_size": 64, "clip_norm": 1.0}

@@ -1,0 +1,217 @@
+"""The one training step, shared by every loop that trains weights or gates.
+
+Five loops train something: the learned mask search (:mod:`pruneseek.engine.search`), the fair recovery
+(:mod:`pruneseek.recovery`), SnapFusion's robust training (:mod:`pruneseek.strategies.snapfusion`), the
+engine benchmark (:mod:`pruneseek.bench.engine`) and teacher training (:mod:`pruneseek.teacher`). The
+comparison's fairness claim ("the same optimiser for every strategy") rests on their taking the *same*
+step, so the step lives here once:
+
+- :class:`Trainer` — given the loss of a batch: read its value, back-propagate, (data parallel: average
+  the gradients), clip the global gradient norm, and apply one optimiser step. **Non-finite policy**: a step
+  whose loss or gradient norm is not finite is skipped (gradients cleared, no update) and counted; more
+  than ``max_nonfinite`` such steps in a row stop the run with the error the caller builds, and the model
+  keeps the last good state, because no non-finite update was ever applied.
+- :func:`lora_adapters` — LoRA as a context manager: wrap the target linear layers with ``peft`` adapters,
+  train only the adapters, and on exit remove them (discarding, merging or keeping the update) and restore
+  every parameter's ``requires_grad``.
+- :func:`endless` — batches without end from a callable (called again per pass) or a re-iterable.
+
+LoRA (Hu et al., arXiv:2106.09685) is the weight update ΔΦ of the search: TinyFusion (arXiv:2412.01199,
+§3) trains it jointly with the mask logits at rank 8, α 16; TSD-SR uses rank 64, α 64.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from pruneseek.errors import EngineError
+
+ADAPTER = "pruneseek"
+#: What happens to LoRA adapters when their context ends.
+LORA_AFTER = ("discard", "merge", "keep")
+
+
+# ----- batches ----------------------------------------------------------------------------------------------------
+
+def endless(batches: Callable[[], Iterable] | Iterable, error: type[Exception] = EngineError) -> Iterator:
+    """Batches without end: a callable is called again, a re-iterable re-iterated, whenever a pass ends.
+
+    An empty pass, or a one-shot iterator that runs out, raises ``error``.
+    """
+    passes = 0
+    while True:
+        source = batches() if callable(batches) else batches
+        it = iter(source)
+        if passes and it is source and not callable(batches):
+            raise error("the batch iterator ran out; pass a callable returning a fresh iterator or more batches")
+        got = False
+        for item in it:
+            got = True
+            yield item
+        if not got:
+            raise error("the batch source yielded no batches; give it training data")
+        passes += 1
+
+
+# ----- the step ---------------------------------------------------------------------------------------------------
+
+class Trainer:
+    """One optimiser step with clipping and the non-finite policy (module docstring).
+
+    ``params`` are the parameters whose gradient norm is clipped (``clip_norm`` 0 or ``None``: no clip).
+    ``stop(consecutive)`` builds the exception raised when more than ``max_nonfinite`` steps in a row were
+    not finite. ``parallel`` (optional, a :class:`~pruneseek.engine.distributed.DataParallel`) makes the
+    finiteness and the loss value agree across processes and averages the gradients before clipping.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter], *,
+                 clip_norm: float | None = 1.0, max_nonfinite: int = 10,
+                 stop: Callable[[int], Exception] | None = None, parallel: Any = None):
+        self.optimizer = optimizer
+        self.params = list(params)
+        self.clip_norm = clip_norm
+        self.max_nonfinite = int(max_nonfinite)
+        self.stop = stop or (lambda n: EngineError(f"the loss or its gradient was not finite {n} steps in a row"))
+        self.parallel = parallel if parallel is not None and getattr(parallel, "active", False) else None
+        self.nonfinite = 0
+        self.consecutive = 0
+        self.value = math.nan
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def read(self, loss: torch.Tensor) -> tuple[float, bool]:
+        """The loss value (averaged over processes) and whether it is finite on every process."""
+        value = float(loss.detach())
+        finite = math.isfinite(value)
+        if self.parallel is not None:
+            finite = self.parallel.all_true(finite, loss.device)
+            value = self.parallel.mean(value, loss.device)
+        self.value = value
+        return value, finite
+
+    def apply(self, loss: torch.Tensor, finite: bool) -> bool:
+        """Back-propagate a finite ``loss``, clip, step; or skip and count. True when an update was applied."""
+        if finite:
+            loss.backward()
+            if self.parallel is not None:
+                self.parallel.average_gradients(self.params)
+            norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in self.params if p.grad is not None], self.clip_norm or float("inf")
+            )
+            finite = bool(torch.isfinite(norm))
+        if not finite:
+            self.zero_grad()
+            self.nonfinite += 1
+            self.consecutive += 1
+            if self.consecutive > self.max_nonfinite:
+                raise self.stop(self.consecutive)
+            return False
+        self.consecutive = 0
+        self.optimizer.step()
+        return True
+
+    def step(self, loss: torch.Tensor) -> bool:
+        """:meth:`read` then :meth:`apply`: one whole step for ``loss`` (gradients cleared beforehand)."""
+        _, finite = self.read(loss)
+        return self.apply(loss, finite)
+
+    def state(self) -> dict[str, int]:
+        return {"nonfinite": self.nonfinite, "consecutive": self.consecutive}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.nonfinite, self.consecutive = int(state["nonfinite"]), int(state["consecutive"])
+
+
+# ----- LoRA -------------------------------------------------------------------------------------------------------
+
+def linear_targets(model: nn.Module, within: nn.Module | None = None) -> list[str]:
+    """Full names (in ``model``) of every ``nn.Linear`` inside ``within`` (default: the whole model)."""
+    scope = {id(m) for m in (within if within is not None else model).modules()}
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and id(m) in scope and name]
+
+
+def inject_lora(model: nn.Module, rank: int, alpha: float, target_modules: Sequence[str] | str,
+                init_lora_weights: bool | str = True, seed: int | None = None) -> list[nn.Parameter]:
+    """Wrap ``target_modules`` of ``model`` in LoRA adapters (in place, peft's suffix match); return their
+    parameters. ``seed`` seeds the adapters' initialisation without touching the global RNG state."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if isinstance(target_modules, str):
+        target_modules = [target_modules]
+    if not target_modules:
+        raise EngineError("LoRA needs at least one target module; name the linear layers to adapt")
+    config = LoraConfig(r=int(rank), lora_alpha=alpha, target_modules=list(target_modules),
+                        init_lora_weights=init_lora_weights)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+        except ValueError as err:
+            raise EngineError(f"could not place LoRA on target modules {list(target_modules)}: {err}") from None
+    params = lora_parameters(model)
+    if not params:
+        raise EngineError(f"no LoRA parameters were created for target modules {list(target_modules)}")
+    return params
+
+
+def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The LoRA parameters (``lora_A`` / ``lora_B``) inside ``model``."""
+    return [p for name, p in model.named_parameters() if "lora_" in name]
+
+
+def remove_lora(model: nn.Module, merge: bool = False) -> int:
+    """Replace every LoRA-wrapped module by its base layer (with ``merge``: ΔW folded in first); the count."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    wrapped = [(name, m) for name, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
+    for name, module in wrapped:
+        if merge:
+            module.merge()
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, module.get_base_layer())
+    return len(wrapped)
+
+
+@contextlib.contextmanager
+def trainable_only(model: nn.Module, params: Iterable[nn.Parameter]) -> Iterator[list[nn.Parameter]]:
+    """Within the block only ``params`` of ``model`` require gradients; every flag is restored afterwards."""
+    params = list(params)
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        yield params
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def lora_adapters(model: nn.Module, targets: Sequence[str], rank: int, alpha: float, *,
+                  init: bool | str = True, seed: int | None = None, after: str = "discard"
+                  ) -> Iterator[list[nn.Parameter]]:
+    """LoRA on ``targets`` of ``model`` for the duration of the block; yields the adapter parameters, which are
+    the only trainable ones inside it. On exit the adapters are discarded, merged into the weights, or kept
+    (``after``), and every parameter's ``requires_grad`` is restored."""
+    if after not in LORA_AFTER:
+        raise EngineError(f"lora_after must be one of {list(LORA_AFTER)}, got {after!r}")
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    params = inject_lora(model, rank, alpha, targets, init, seed=seed)
+    try:
+        with trainable_only(model, params):
+            yield params
+    finally:
+        if after != "keep":
+            remove_lora(model, merge=after == "merge")
+        for p, flag in flags:
+            p.requires_grad_(flag)
