@@ -42,6 +42,7 @@ import numpy as np
 from pruneseek import __version__
 from pruneseek.errors import PruneseekError, SpaceError
 from pruneseek.io import atomic_write_text, json_text
+from pruneseek.mask import Mask
 from pruneseek.spaces.blocks import BlockSpace
 from pruneseek.spaces.presets import SpacePreset, load_preset
 from pruneseek.spaces.transfer import TransferSpace
@@ -197,6 +198,34 @@ def _get(doc: Mapping, key: str) -> Any:
 def _check_document(doc: Any, where: str | None) -> dict[str, Any]:
     """Validate a mask-file JSON object; return the keyword arguments of :class:`MaskFile`."""
     c = _Checker(where)
+    _check_top_level(c, doc)
+    model_name, n = _check_model(c, doc)
+    mask = _check_mask_and_keep(c, doc, n)
+    strategy_name, settings = _check_strategy(c, doc)
+    space_out, space, transfer = _check_space(c, doc, n)
+    if space is not None:
+        _check_membership(c, mask, space, transfer)
+    probabilities = _check_probabilities(c, doc["probabilities"], space)
+    marginals = _check_marginals(c, doc["marginals"], n)
+    seed, steps = _check_seed_and_steps(c, doc)
+    extras = {k: doc[k] for k in EXTRA_KEYS if k in doc}
+    _check_extras(c, extras)
+    return dict(
+        model_name=model_name,
+        mask=tuple(mask),
+        strategy_name=strategy_name,
+        settings=copy.deepcopy(dict(settings)),
+        space=space_out,
+        probabilities=probabilities,
+        marginals=marginals,
+        seed=seed,
+        steps=steps,
+        extras=copy.deepcopy(extras),
+    )
+
+
+def _check_top_level(c: _Checker, doc: Any) -> None:
+    """A JSON object of the right format, with the required keys and no unknown ones, all JSON values."""
     if not isinstance(doc, Mapping):
         hint = ""
         if isinstance(doc, list):
@@ -227,14 +256,19 @@ def _check_document(doc: Any, where: str | None) -> dict[str, Any]:
             raise c.fail(key, f"missing; a {FORMAT} file needs {list(REQUIRED_KEYS)}")
     c.json_values(doc, "")
 
-    # model
+
+def _check_model(c: _Checker, doc: Mapping) -> tuple[str, int]:
+    """``model``: its name and number of layers."""
     model = c.obj(doc, "model", _MODEL_KEYS, _MODEL_KEYS)
     model_name = c.name_str(model["name"], "model.name")
     n = model["num_layers"]
     if not _is_int(n) or n < 1:
         raise c.fail("model.num_layers", f"must be an integer ≥ 1, got {_short(n)}")
+    return model_name, n
 
-    # mask and keep
+
+def _check_mask_and_keep(c: _Checker, doc: Mapping, n: int) -> list[int]:
+    """``mask`` (0/1 per layer, keeping at least one) and ``keep`` (its sorted kept indices)."""
     mask = c.int_list(doc["mask"], "mask")
     if len(mask) != n:
         raise c.fail("mask", f"has {len(mask)} entries, but model.num_layers is {n}; give one 0/1 entry per layer")
@@ -252,142 +286,156 @@ def _check_document(doc: Any, where: str | None) -> dict[str, Any]:
         raise c.fail("keep", f"must be sorted and without repeats, got {_short(keep)}")
     if keep != kept:
         raise c.fail("keep", f"{_short(keep)} does not match 'mask', which keeps {_short(kept)}")
+    return mask
 
-    # strategy
+
+def _check_strategy(c: _Checker, doc: Mapping) -> tuple[str, Mapping]:
+    """``strategy``: its name and settings object."""
     strategy = c.obj(doc, "strategy", _STRATEGY_KEYS, _STRATEGY_KEYS)
     strategy_name = c.name_str(strategy["name"], "strategy.name")
     settings = strategy["settings"]
     if not isinstance(settings, Mapping):
         raise c.fail("strategy.settings", f"must be an object, got {_kind(settings)}")
+    return strategy_name, settings
 
-    # space
+
+def _check_space(
+    c: _Checker, doc: Mapping, n: int
+) -> tuple[dict[str, Any], BlockSpace | None, TransferSpace | None]:
+    """``space``: the normalised ``space`` dict, and its block space and transfer space (each or None)."""
     space_doc = c.obj(doc, "space", _SPACE_KEYS, ())
     space_out: dict[str, Any] = {}
     space: BlockSpace | None = None
     if space_doc.get("blocks") is not None:
-        blocks = space_doc["blocks"]
-        if not isinstance(blocks, (list, tuple)) or not blocks:
-            raise c.fail("space.blocks", f"must be a non-empty list of [size, keep] pairs, got {_kind(blocks)}")
-        for j, pair in enumerate(blocks):
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(_is_int(v) for v in pair):
-                raise c.fail(
-                    "space.blocks", f"block {j} is {_short(pair)}; each block is a [size, keep] pair of integers"
-                )
-        try:
-            space = BlockSpace([tuple(p) for p in blocks])
-        except SpaceError as exc:
-            raise c.fail("space.blocks", str(exc)) from None
-        if space.num_layers != n:
-            raise c.fail("space.blocks", f"block sizes add up to {space.num_layers}, but model.num_layers is {n}")
+        space = _check_blocks(c, space_doc["blocks"], n)
         space_out["blocks"] = [list(p) for p in space.shape]
     if space_doc.get("preset") is not None:
         space_out["preset"] = c.name_str(space_doc["preset"], "space.preset")
     transfer: TransferSpace | None = None
     if space_doc.get("transfer") is not None:
-        t = c.obj(space_doc, "space.transfer", _TRANSFER_KEYS, _TRANSFER_KEYS)
-        if space is None:
-            raise c.fail("space.transfer", "needs 'space.blocks': a transfer moves layers between blocks")
-        k, topology = t["k"], t["topology"]
-        if not _is_int(k) or k < 0:
-            raise c.fail("space.transfer.k", f"must be an integer ≥ 0, got {_short(k)}")
-        if not isinstance(topology, (str, list, tuple)):
-            raise c.fail(
-                "space.transfer.topology",
-                "must be 'pairs', 'chain', an edge string such as '0-1,2-3' or a list of [j, h] pairs, "
-                f"got {_kind(topology)}",
-            )
-        try:
-            transfer = TransferSpace(space, k, topology)
-        except (SpaceError, TypeError, ValueError) as exc:
-            raise c.fail("space.transfer.topology", str(exc)) from None
-        space_out["transfer"] = {"k": k, "topology": topology if isinstance(topology, str) else transfer.topology}
+        transfer, space_out["transfer"] = _check_transfer(c, space_doc, space)
+    return space_out, space, transfer
 
-    # membership
-    if space is not None:
-        counts = space.block_counts(mask)
-        wanted = [b.keep for b in space.blocks]
-        if transfer is None:
-            if counts != wanted:
-                where_bad = next(j for j, (a, b) in enumerate(zip(counts, wanted)) if a != b)
-                raise c.fail(
-                    "mask",
-                    f"is not in the declared space: it keeps {counts} layers per block, but space.blocks keeps "
-                    f"{wanted} (first difference in block {where_bad}); a mask from TinySR transfers needs "
-                    "'space.transfer'",
-                )
-        elif not transfer.contains(mask):
+
+def _check_blocks(c: _Checker, blocks: Any, n: int) -> BlockSpace:
+    """``space.blocks``: [size, keep] pairs whose sizes add up to the model's layers."""
+    if not isinstance(blocks, (list, tuple)) or not blocks:
+        raise c.fail("space.blocks", f"must be a non-empty list of [size, keep] pairs, got {_kind(blocks)}")
+    for j, pair in enumerate(blocks):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(_is_int(v) for v in pair):
+            raise c.fail(
+                "space.blocks", f"block {j} is {_short(pair)}; each block is a [size, keep] pair of integers"
+            )
+    try:
+        space = BlockSpace([tuple(p) for p in blocks])
+    except SpaceError as exc:
+        raise c.fail("space.blocks", str(exc)) from None
+    if space.num_layers != n:
+        raise c.fail("space.blocks", f"block sizes add up to {space.num_layers}, but model.num_layers is {n}")
+    return space
+
+
+def _check_transfer(
+    c: _Checker, space_doc: Mapping, space: BlockSpace | None
+) -> tuple[TransferSpace, dict[str, Any]]:
+    """``space.transfer``: the transfer space and its normalised ``{"k", "topology"}`` dict."""
+    t = c.obj(space_doc, "space.transfer", _TRANSFER_KEYS, _TRANSFER_KEYS)
+    if space is None:
+        raise c.fail("space.transfer", "needs 'space.blocks': a transfer moves layers between blocks")
+    k, topology = t["k"], t["topology"]
+    if not _is_int(k) or k < 0:
+        raise c.fail("space.transfer.k", f"must be an integer ≥ 0, got {_short(k)}")
+    if not isinstance(topology, (str, list, tuple)):
+        raise c.fail(
+            "space.transfer.topology",
+            "must be 'pairs', 'chain', an edge string such as '0-1,2-3' or a list of [j, h] pairs, "
+            f"got {_kind(topology)}",
+        )
+    try:
+        transfer = TransferSpace(space, k, topology)
+    except (SpaceError, TypeError, ValueError) as exc:
+        raise c.fail("space.transfer.topology", str(exc)) from None
+    return transfer, {"k": k, "topology": topology if isinstance(topology, str) else transfer.topology}
+
+
+def _check_membership(c: _Checker, mask: list[int], space: BlockSpace, transfer: TransferSpace | None) -> None:
+    """The mask lies in the declared space (exact per-block counts, or reachable by transfers)."""
+    counts = space.block_counts(mask)
+    wanted = [b.keep for b in space.blocks]
+    if transfer is None:
+        if counts != wanted:
+            where_bad = next(j for j, (a, b) in enumerate(zip(counts, wanted)) if a != b)
             raise c.fail(
                 "mask",
-                f"is not reachable in the declared space: it keeps {counts} layers per block; space.blocks keeps "
-                f"{wanted} and transfers of up to k={transfer.k} layers over the '{transfer.topology}' topology "
-                "cannot move layers that way",
+                f"is not in the declared space: it keeps {counts} layers per block, but space.blocks keeps "
+                f"{wanted} (first difference in block {where_bad}); a mask from TinySR transfers needs "
+                "'space.transfer'",
             )
+    elif not transfer.contains(mask):
+        raise c.fail(
+            "mask",
+            f"is not reachable in the declared space: it keeps {counts} layers per block; space.blocks keeps "
+            f"{wanted} and transfers of up to k={transfer.k} layers over the '{transfer.topology}' topology "
+            "cannot move layers that way",
+        )
 
-    # probabilities
-    probabilities = doc["probabilities"]
-    if probabilities is not None:
-        if space is None:
-            raise c.fail("probabilities", "needs 'space.blocks' to say which options they are over")
-        if not isinstance(probabilities, (list, tuple)):
-            raise c.fail("probabilities", f"must be a list (one list per block) or null, got {_kind(probabilities)}")
-        if len(probabilities) != space.num_blocks:
+
+def _check_probabilities(
+    c: _Checker, probabilities: Any, space: BlockSpace | None
+) -> tuple[tuple[float, ...], ...] | None:
+    """``probabilities``: null, or one list of option probabilities per block, each summing to 1."""
+    if probabilities is None:
+        return None
+    if space is None:
+        raise c.fail("probabilities", "needs 'space.blocks' to say which options they are over")
+    if not isinstance(probabilities, (list, tuple)):
+        raise c.fail("probabilities", f"must be a list (one list per block) or null, got {_kind(probabilities)}")
+    if len(probabilities) != space.num_blocks:
+        raise c.fail(
+            "probabilities", f"has {len(probabilities)} lists, but space.blocks has {space.num_blocks} blocks"
+        )
+    rows = []
+    for j, (row, b) in enumerate(zip(probabilities, space.blocks)):
+        name = f"probabilities[{j}]"
+        row = c.float_list(row, name)
+        if len(row) != b.num_options:
             raise c.fail(
-                "probabilities", f"has {len(probabilities)} lists, but space.blocks has {space.num_blocks} blocks"
+                name,
+                f"has {len(row)} probabilities, but block {j} ({b.size} keep {b.keep}) has "
+                f"C({b.size}, {b.keep}) = {b.num_options} options",
             )
-        rows = []
-        for j, (row, b) in enumerate(zip(probabilities, space.blocks)):
-            name = f"probabilities[{j}]"
-            row = c.float_list(row, name)
-            if len(row) != b.num_options:
-                raise c.fail(
-                    name,
-                    f"has {len(row)} probabilities, but block {j} ({b.size} keep {b.keep}) has "
-                    f"C({b.size}, {b.keep}) = {b.num_options} options",
-                )
-            negative = [i for i, p in enumerate(row) if p < 0]
-            if negative:
-                raise c.fail(f"{name}[{negative[0]}]", f"is {row[negative[0]]}; probabilities must be ≥ 0")
-            total = math.fsum(row)
-            if abs(total - 1.0) > PROBABILITY_TOLERANCE:
-                raise c.fail(name, f"sums to {total:.6g}; a block's option probabilities must sum to 1")
-            rows.append(tuple(row))
-        probabilities = tuple(rows)
+        negative = [i for i, p in enumerate(row) if p < 0]
+        if negative:
+            raise c.fail(f"{name}[{negative[0]}]", f"is {row[negative[0]]}; probabilities must be ≥ 0")
+        total = math.fsum(row)
+        if abs(total - 1.0) > PROBABILITY_TOLERANCE:
+            raise c.fail(name, f"sums to {total:.6g}; a block's option probabilities must sum to 1")
+        rows.append(tuple(row))
+    return tuple(rows)
 
-    # marginals
-    marginals = doc["marginals"]
-    if marginals is not None:
-        values = c.float_list(marginals, "marginals")
-        if len(values) != n:
-            raise c.fail("marginals", f"has {len(values)} entries, but model.num_layers is {n}")
-        outside = [i for i, p in enumerate(values) if not -MARGINAL_TOLERANCE <= p <= 1 + MARGINAL_TOLERANCE]
-        if outside:
-            raise c.fail(f"marginals[{outside[0]}]", f"is {values[outside[0]]}; keep probabilities lie in [0, 1]")
-        marginals = tuple(values)
 
-    # seed and steps
+def _check_marginals(c: _Checker, marginals: Any, n: int) -> tuple[float, ...] | None:
+    """``marginals``: null, or one keep probability in [0, 1] per layer."""
+    if marginals is None:
+        return None
+    values = c.float_list(marginals, "marginals")
+    if len(values) != n:
+        raise c.fail("marginals", f"has {len(values)} entries, but model.num_layers is {n}")
+    outside = [i for i, p in enumerate(values) if not -MARGINAL_TOLERANCE <= p <= 1 + MARGINAL_TOLERANCE]
+    if outside:
+        raise c.fail(f"marginals[{outside[0]}]", f"is {values[outside[0]]}; keep probabilities lie in [0, 1]")
+    return tuple(values)
+
+
+def _check_seed_and_steps(c: _Checker, doc: Mapping) -> tuple[int | None, int]:
+    """``seed`` (an integer or null) and ``steps`` (an integer ≥ 0)."""
     seed = doc["seed"]
     if seed is not None and not _is_int(seed):
         raise c.fail("seed", f"must be an integer or null, got {_short(seed)}")
     steps = doc["steps"]
     if not _is_int(steps) or steps < 0:
         raise c.fail("steps", f"must be an integer ≥ 0, got {_short(steps)}")
-
-    # optional extras
-    extras = {k: doc[k] for k in EXTRA_KEYS if k in doc}
-    _check_extras(c, extras)
-
-    return dict(
-        model_name=model_name,
-        mask=tuple(mask),
-        strategy_name=strategy_name,
-        settings=copy.deepcopy(dict(settings)),
-        space=space_out,
-        probabilities=probabilities,
-        marginals=marginals,
-        seed=seed,
-        steps=steps,
-        extras=copy.deepcopy(extras),
-    )
+    return seed, steps
 
 
 def _check_extras(c: _Checker, extras: Mapping[str, Any]) -> None:
@@ -608,6 +656,11 @@ class MaskFile:
     @property
     def num_kept(self) -> int:
         return sum(self.mask)
+
+    @property
+    def mask_value(self) -> Mask:
+        """The mask as a :class:`~pruneseek.mask.Mask` value (already validated by this file)."""
+        return Mask(tuple(self.mask))
 
     @property
     def dropped(self) -> tuple[int, ...]:

@@ -45,7 +45,6 @@ import torch
 from pruneseek import recipes
 from pruneseek.engine.schedules import anneal_sigma
 from pruneseek.errors import RecoveryError
-from pruneseek.evaluation import METRICS, EvalSet, eval_set, evaluate, evaluate_zero_shot  # noqa: F401 (re-exported)
 from pruneseek.mask import Mask
 from pruneseek.training import Trainer, endless
 

@@ -22,15 +22,14 @@ study (what TPE conditions on depends on which trials finished first), and nonde
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from pruneseek.errors import PruneseekError
-from pruneseek.errors import TuneError  # noqa: F401 (raised here; defined with the others)
+from pruneseek.errors import TuneError
+from pruneseek.fingerprint import differences, jsonable
 
 #: Seconds between a running trial's heartbeats, and the silence after which it counts as dead (3 missed beats).
 HEARTBEAT_INTERVAL = 60
@@ -267,19 +266,6 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL, grace_p
         raise _storage_error(url, exc) from None
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True))
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            out += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [f"{prefix[:-1]} ({old!r} → {new!r})"]
-
-
 def open_study(url: str, name: str, direction: str, fixed: Mapping[str, Any], seed: int = 0, *, storage=None):
     """The study ``name`` at ``url``, created if absent (``optuna.create_study(load_if_exists=True)``).
 
@@ -290,7 +276,7 @@ def open_study(url: str, name: str, direction: str, fixed: Mapping[str, Any], se
     """
     import optuna
 
-    fixed = _jsonable(dict(fixed))
+    fixed = jsonable(dict(fixed))
     storage = storage if storage is not None else open_storage(url)
     try:
         with warnings.catch_warnings():
@@ -311,7 +297,7 @@ def open_study(url: str, name: str, direction: str, fixed: Mapping[str, Any], se
     except _storage_errors() as exc:
         raise _storage_error(url, exc) from None
     if old is not None and old != fixed:
-        changed = _diff(old, fixed) or ["(unrecorded)"]
+        changed = differences(old, fixed) or ["(unrecorded)"]
         raise TuneError(
             f"study {name!r} in {mask_url(url)} was made with other fixed settings (changed: {'; '.join(changed)}); "
             "rerun with the same settings to continue it, or give another --study name (or --storage) to start a "

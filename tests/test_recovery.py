@@ -6,16 +6,9 @@ import torch
 
 from pruneseek.latents import PairSpec, as_tuple, calibration_latents, select_images
 from pruneseek.metrics import gmsd
-from pruneseek.recovery import (
-    RecoveryConfig,
-    RecoveryError,
-    anneal_sigma,
-    eval_set,
-    evaluate,
-    evaluate_zero_shot,
-    recover,
-    step_mask,
-)
+from pruneseek.engine.schedules import anneal_sigma
+from pruneseek.evaluation import eval_set, evaluate, evaluate_zero_shot
+from pruneseek.recovery import RecoveryConfig, RecoveryError, recover, step_mask
 from pruneseek.sr_problem import latent_batches, sr_loss
 from pruneseek.targets.mini import load_mini
 

@@ -364,3 +364,24 @@ def test_search_command_runs_on_tsdsr_files(files, tmp_path, monkeypatch, capsys
     mask = MaskFile.load(out / "mask.json")
     assert mask.model_name == "tsdsr" and mask.num_layers == 3 and mask.num_kept == 2
     assert "target: tsdsr (3 layers)" in capsys.readouterr().out
+
+
+def test_compare_and_tune_run_on_tsdsr_files(files, tmp_path, monkeypatch, capsys):
+    """`compare` and `tune` take the real TSD-SR options too (one target loader for every command)."""
+    import json
+
+    from pruneseek.cli import main
+
+    monkeypatch.setenv("PRUNESEEK_CACHE", str(tmp_path / "cache"))
+    preset = tmp_path / "tiny-3.toml"
+    preset.write_text('name = "tiny-3"\nmodel = "tsdsr"\nlayers = 3\nblock = 3\nkeep = 2\n')
+    model = ["--base", str(files["base"]), "--lora", str(files["lora"]), "--embeddings", str(files["emb"]),
+             "--space", str(preset), "--quick", "--quiet", "--out", str(tmp_path / "out")]
+    assert main(["compare", "--strategies", "random-min,tinyfusion", *model]) == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "out" / "compare-tsdsr-r0.33.json").read_text())
+    assert doc["target"] == "tsdsr" and {r["strategy"] for r in doc["rows"]} == {"random-min", "tinyfusion"}
+    assert all(r["num_kept"] == 2 for r in doc["rows"])
+    assert doc["settings"]["weights_sha256"]["base"] == str(files["base"].resolve())
+    assert main(["tune", "--strategy", "tinyfusion", "--trials", "1", *model]) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "tune-tinyfusion-tsdsr-r0.33.json").read_text())
+    assert report["best"]["number"] == 0 and report["fixed"]["protocol"]["model"] == "tsdsr"

@@ -128,7 +128,7 @@ def test_every_tunable_key_is_a_real_setting_and_suggestions_build_the_strategy(
 
 def test_help_lists_every_metric_with_its_direction():
     from pruneseek.commands.tune import METRIC_HELP
-    from pruneseek.recovery import METRICS
+    from pruneseek.evaluation import METRICS
 
     listed = dict(item.split(" (")[0].split() for item in METRIC_HELP.split(", "))
     assert listed == {m: "↑" if d == "up" else "↓" for m, (d, _) in METRICS.items()}

@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="tsdsr", choices=["tsdsr"],
                    help="target model family (default tsdsr: the bundled tsdsr-mini)")
     p.add_argument("--ratio", type=ratio, default=0.5, help="fraction of layers removed: 0.33, 0.5 (default) or 0.67")
+    p.add_argument("--space", help="search-space preset name or .toml path (instead of --ratio; for other layer counts)")
     p.add_argument("--strategies", type=comma_list, help="comma-separated strategy names (default: all registered)")
     p.add_argument("--seeds", type=seed_list,
                    help=f"comma-separated seeds (default {','.join(map(str, recipes.COMPARE_FULL['seeds']))}; --quick: 0)")
@@ -60,6 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def command_text(args: argparse.Namespace) -> str:
     """The command line that reproduces this run (every option the user set, in canonical form)."""
     parts = ["pruneseek", "compare", "--model", args.model, "--ratio", f"{args.ratio:g}"]
+    if args.space:
+        parts += ["--space", args.space]
     if args.strategies:
         parts += ["--strategies", ",".join(args.strategies)]
     if args.seeds:
@@ -90,7 +93,7 @@ def settings_from(args: argparse.Namespace):
                            batch=args.batch, crops=args.crops, crop_size=args.crop_size, eval_crop=args.eval_crop,
                            lr=args.lr, seeds=args.seeds)
     return CompareSettings(
-        budget=budget, source=target_source(args), model=args.model, ratio=args.ratio,
+        budget=budget, source=target_source(args), model=args.model, ratio=args.ratio, space=args.space,
         strategies=tuple(args.strategies) if args.strategies else None, quick=args.quick, out=args.out,
         perceptual=args.perceptual, fresh=args.fresh, progress=not args.quiet, command=command_text(args),
     )

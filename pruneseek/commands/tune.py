@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="tsdsr", choices=["tsdsr"],
                    help="target model family (default tsdsr: the bundled tsdsr-mini)")
     p.add_argument("--ratio", type=ratio, default=0.5, help="fraction of layers removed: 0.33, 0.5 (default) or 0.67")
+    p.add_argument("--space", help="search-space preset name or .toml path (instead of --ratio; for other layer counts)")
     p.add_argument("--trials", type=positive_int, default=20,
                    help="complete trials the study should hold (default 20); a rerun runs only the missing ones")
     p.add_argument("--storage", metavar="URL",
@@ -76,7 +77,7 @@ def command_text(args: argparse.Namespace) -> str:
     """The command line of this run, in canonical form (recorded in the report)."""
     parts = ["pruneseek", "tune", "--strategy", args.strategy, "--model", args.model, "--ratio", f"{args.ratio:g}",
              "--trials", str(args.trials), "--metric", args.metric, "--seed", str(args.seed), "--out", str(args.out)]
-    for flag, value in (("--storage", args.storage and _mask(args.storage)), ("--study", args.study),
+    for flag, value in (("--space", args.space), ("--storage", args.storage and _mask(args.storage)), ("--study", args.study),
                         ("--search-steps", args.search_steps), ("--recovery-steps", args.recovery_steps),
                         ("--save-preset", args.save_preset), ("--threads", args.threads)):
         if value is not None:
@@ -104,6 +105,7 @@ def settings_from(args: argparse.Namespace):
                            seeds=[args.seed])
     return TuneSettings(
         strategy=args.strategy, budget=budget, source=target_source(args), model=args.model, ratio=args.ratio,
+        space=args.space,
         trials=args.trials, storage=args.storage, study=args.study, metric=args.metric, seed=args.seed,
         quick=args.quick, out=args.out, save_preset=args.save_preset, force=args.force, progress=not args.quiet,
         command=command_text(args),

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pruneseek.data.degrade import DegradationConfig, degrade
-from pruneseek.errors import PruneseekError
-from pruneseek.errors import DataError  # noqa: F401 (raised here; defined with the others)
+from pruneseek.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -13,15 +13,14 @@ resuming under different settings is refused with the names of the settings that
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from pruneseek.errors import EngineError
-from pruneseek.errors import CheckpointError  # noqa: F401 (raised here; defined with the others)
+from pruneseek.errors import CheckpointError  # noqa: F401 (re-exported)
+from pruneseek.fingerprint import refuse_mismatch
 
 FORMAT = "pruneseek.search-checkpoint/v1"
 FILE = "checkpoint.pt"
@@ -47,16 +46,6 @@ class Checkpointing:
         return Path(self.folder) / FILE
 
 
-def _differences(saved: Mapping, wanted: Mapping, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(saved) | set(wanted)):
-        a, b = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} (checkpoint {a!r}, now {b!r})")
-    return out
-
 
 def save_checkpoint(ckpt: Checkpointing, state: dict) -> Path:
     """Write ``state`` with the format and fingerprint, atomically (temporary file, fsync, rename)."""
@@ -78,12 +67,10 @@ def load_checkpoint(ckpt: Checkpointing) -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); delete it and start over") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a pruneseek search checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})")
-    diffs = _differences(state.get("fingerprint", {}), ckpt.fingerprint)
-    if diffs:
-        raise CheckpointError(
-            f"{path} was written by a run with other settings: {'; '.join(diffs[:6])}"
-            f"{' …' if len(diffs) > 6 else ''}. Resume with the same settings, or start a new run in another folder"
-        )
+    refuse_mismatch(state.get("fingerprint", {}), ckpt.fingerprint, CheckpointError,
+                    f"{path} was written by a run with other settings",
+                    "resume with the same settings, or start a new run in another folder",
+                    labels=("checkpoint", "now"))
     return state
 
 
@@ -100,9 +87,3 @@ def restore_rng_states(generator: torch.Generator, states: Mapping[str, Any]) ->
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
-
-def remove_checkpoint(ckpt: Checkpointing) -> None:
-    try:
-        os.remove(ckpt.path)
-    except FileNotFoundError:
-        pass

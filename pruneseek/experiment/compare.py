@@ -327,8 +327,8 @@ def _plots(rows: list[dict], paths: dict[str, Path], title: str, num_layers: int
 
 def run_comparison(settings: CompareSettings, report: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the comparison's unfinished rows, write rows, summary and plots; the JSON document is returned."""
+    from pruneseek.experiment.search import resolve_space
     from pruneseek.losses import lpips_status, perceptual_loss
-    from pruneseek.spaces import find_preset
     from pruneseek.strategies import available
 
     started = time.perf_counter()
@@ -336,12 +336,9 @@ def run_comparison(settings: CompareSettings, report: Callable[[str], None] = pr
     unknown = [n for n in names if n not in available()]
     if unknown:
         raise CompareError(f"unknown strategy {unknown[0]!r}; available: {', '.join(available())}")
-    preset = find_preset(settings.model, settings.ratio)
     b = settings.budget
     teacher = settings.source.load()
-    if preset.space.num_layers != teacher.num_layers:
-        raise CompareError(f"search space {preset.name} is for {preset.space.num_layers} layers, but the model has "
-                           f"{teacher.num_layers}")
+    preset = resolve_space(settings.model, settings.ratio, settings.space, teacher.num_layers)
     perceptual, note = perceptual_loss(settings.perceptual)
     fixed = comparison_settings(teacher, settings.source, preset, b, settings.quick, note)
     digest = settings_hash(fixed)

@@ -72,6 +72,8 @@ class CompareSettings:
     source: TargetSource = field(default_factory=TargetSource)
     model: str = "tsdsr"
     ratio: float = 0.5
+    #: A search-space preset name or .toml path instead of the bundled preset for ``ratio`` (other layer counts).
+    space: str | None = None
     strategies: tuple[str, ...] | None = None
     quick: bool = False
     out: Path = Path("results")
@@ -91,6 +93,7 @@ class TuneSettings:
     source: TargetSource = field(default_factory=TargetSource)
     model: str = "tsdsr"
     ratio: float = 0.5
+    space: str | None = None
     trials: int = 20
     storage: str | None = None
     study: str | None = None

@@ -308,14 +308,11 @@ def open_tuning(s: TuneSettings, report: Callable[[str], None] = print) -> Tunin
     from pruneseek.evaluation import METRICS
     from pruneseek.experiment.compare import comparison_settings
     from pruneseek.losses import perceptual_loss
-    from pruneseek.spaces import find_preset
+    from pruneseek.experiment.search import resolve_space
     from pruneseek.tuning import default_storage, describe_space, open_study, study_name
 
-    preset = find_preset(s.model, s.ratio)
     teacher = s.source.load()
-    if preset.space.num_layers != teacher.num_layers:
-        raise TuneError(f"search space {preset.name} is for {preset.space.num_layers} layers, but the model has "
-                        f"{teacher.num_layers}")
+    preset = resolve_space(s.model, s.ratio, s.space, teacher.num_layers)
     perceptual, note = perceptual_loss("auto")
     limit = int(recipes.ANNEAL_FRACTION * s.budget.recovery_steps)
     direction = "maximize" if METRICS[s.metric][0] == "up" else "minimize"

@@ -39,6 +39,23 @@ def _order(values, layers, descending: bool) -> list[int]:
     return sorted(layers, key=lambda i: (-values[i] if descending else values[i], i))
 
 
+_KEPT, _DROPPED = 1, 0
+
+
+def _flip(mask, b, k: int, pi, value: int):
+    """Flip ``k`` layers of block ``b`` that hold ``value`` in ``mask``; None when fewer than ``k`` do.
+
+    ``value`` _KEPT corrodes the block (drops its ``k`` kept layers of lowest π); _DROPPED expands it
+    (keeps its ``k`` dropped layers of highest π). Ties: lower index first.
+    """
+    found = [i for i in range(b.start, b.stop) if mask[i] == value]
+    if len(found) < k:
+        return None
+    new = mask.copy()
+    new[_order(pi, found, descending=value == _DROPPED)[:k]] = 1 - value
+    return new
+
+
 def candidates(theta, option_idx, space: BlockSpace, transfer: TransferSpace, rule: str, scaling: float
                ) -> dict[tuple[int, int], dict]:
     """Per edge (j, h) of the topology: {'masks': [m⁻, m, m⁺] as 0/1 arrays, 'valid': [bool, True, bool]}.
@@ -51,31 +68,11 @@ def candidates(theta, option_idx, space: BlockSpace, transfer: TransferSpace, ru
     out = {}
     for j, h in sorted(tuple(sorted(e)) for e in transfer.graph.edges):
         bj, bh = space.blocks[j], space.blocks[h]
-
-        def layers(b):
-            return list(range(b.start, b.stop))
-
         if rule == "marginal":
-            def corrode(mask, b):
-                kept = [i for i in layers(b) if mask[i] == 1]
-                if len(kept) < k:
-                    return None
-                new = mask.copy()
-                new[_order(pi, kept, descending=False)[:k]] = 0
-                return new
-
-            def expand(mask, b):
-                dropped = [i for i in layers(b) if mask[i] == 0]
-                if len(dropped) < k:
-                    return None
-                new = mask.copy()
-                new[_order(pi, dropped, descending=True)[:k]] = 1
-                return new
-
-            c = corrode(m, bj)
-            minus = expand(c, bh) if c is not None else None
-            e = expand(m, bj)
-            plus = corrode(e, bh) if e is not None else None
+            c = _flip(m, bj, k, pi, _KEPT)  # corrode j
+            minus = _flip(c, bh, k, pi, _DROPPED) if c is not None else None  # then expand h
+            e = _flip(m, bj, k, pi, _DROPPED)  # expand j
+            plus = _flip(e, bh, k, pi, _KEPT) if e is not None else None  # then corrode h
         elif rule == "next-option":
             def next_option(jj, b):
                 options = space.options(jj)

@@ -123,98 +123,28 @@ def run_sweep(space: BlockSpace, transfer: TransferSpace, families: Sequence[str
     if any(a.startswith("tinysr") for a in algorithms):
         space_arrays(space, transfer.k, transfer.topology)  # refuses non-matching topologies up front
     enum = Enumeration.cached(space.num_layers, space.num_kept)
-    block_member = enum.membership(space)
-    transfer_member = enum.membership(transfer)
+    members = (enum.membership(space), enum.membership(transfer))
     started = time.perf_counter()
     results: dict[str, Any] = {}
     landscape_stats: dict[str, Any] = {}
     comparisons: dict[str, Any] = {}
-    timing: dict[str, dict[str, float]] = {}
     for family in families:
         t0 = time.perf_counter()
         lands = [make_landscape(family, space, s, ruggedness=ruggedness, k=transfer.k, topology=transfer.topology,
                                 coupling=coupling, enumeration=enum) for s in seed_list]
         log(f"{family}: {len(lands)} landscapes in {time.perf_counter() - t0:.1f} s")
-        a = np.stack([L.a for L in lands])
-        W = np.stack([L.W for L in lands])
-        masks: dict[str, np.ndarray] = {}
-        extras: dict[str, dict[str, np.ndarray]] = {}
-        timing[family] = {}
-        for alg in algorithms:
-            t0 = time.perf_counter()
-            if alg in JAX_ALGORITHMS:
-                out = run_jax(alg, space, a, W, seed_list, cfg)
-                masks[alg] = out["mask"].astype(np.uint8)
-                extras[alg] = out
-            else:
-                masks[alg] = np.stack([run_baseline(alg, L, space) for L in lands])
-            timing[family][alg] = time.perf_counter() - t0
-            log(f"{family}: {alg} in {timing[family][alg]:.1f} s")
+        masks, extras, timing = _run_searches(family, lands, algorithms, space, seed_list, cfg, log)
         t0 = time.perf_counter()
-        names = list(algorithms) + list(REFERENCES)
-        per = {n: {key: [] for key in ("regret", "percentile", "success", "block_hit", "transfer_hit", "in_block",
-                                   "in_transfer")}
-               for n in names}
-        opt_in_block, opt_in_transfer, gaps, block_regret = [], [], [], []
-        for i, L in enumerate(lands):
-            sol = solve(L, space, transfer, enum)
-            opt_in_block.append(bool(block_member[sol.index]))
-            opt_in_transfer.append(bool(transfer_member[sol.index]))
-            gaps.append(sol.gap)
-            chosen = [masks[alg][i] for alg in algorithms] + [sol.block_optimum, sol.transfer_optimum]
-            chosen = np.stack(chosen)
-            regret = sol.regret(chosen)
-            pct = sol.percentile(chosen)
-            block_regret.append(sol.block_value - sol.value)
-            for n, m, r, p in zip(names, chosen, regret, pct):
-                idx = enum.index_of(m)
-                d = per[n]
-                d["regret"].append(max(float(r), 0.0))
-                d["percentile"].append(float(p))
-                d["success"].append(bool(r <= sol.tol))
-                value = sol.value + float(r)
-                d["block_hit"].append(bool(abs(value - sol.block_value) <= sol.tol))
-                d["transfer_hit"].append(bool(abs(value - sol.transfer_value) <= sol.tol))
-                d["in_block"].append(bool(block_member[idx]))
-                d["in_transfer"].append(bool(transfer_member[idx]))
+        per, optima = _score_family(lands, algorithms, masks, space, transfer, enum, members)
         log(f"{family}: exact scoring in {time.perf_counter() - t0:.1f} s")
-        fam_results = {}
-        for n in names:
-            d = per[n]
-            row = _metrics(np.array(d["regret"]), np.array(d["percentile"]), d["success"], d["block_hit"],
-                           d["transfer_hit"], d["in_block"], d["in_transfer"])
-            row["kind"] = "reference" if n in REFERENCES else "search"
-            if n in extras and "transforms" in extras[n]:
-                row["transfer_rate"] = float(np.mean(extras[n]["transforms"] != 1))
-            if n in timing[family]:
-                row["seconds"] = timing[family][n]
-            fam_results[n] = row
-        results[family] = fam_results
+        results[family] = _family_results(per, extras, timing)
         comparisons[family] = {f"{x} vs {y}": paired(per[x]["regret"], per[y]["regret"]) for x, y in PAIRS
                                if x in per and y in per}
-        eff = [L.meta.get("ruggedness_effective") for L in lands if "ruggedness_effective" in L.meta]
-        landscape_stats[family] = {
-            "description": FAMILIES[family],
-            "optimum_in_block_space_rate": float(np.mean(opt_in_block)),
-            "optimum_in_transfer_space_rate": float(np.mean(opt_in_transfer)),
-            "mean_gap_to_runner_up": float(np.mean(gaps)),
-            "mean_block_optimum_regret": float(np.mean(block_regret)),
-        }
-        if eff:
-            landscape_stats[family]["ruggedness_effective_mean"] = float(np.mean(eff))
-            landscape_stats[family]["capped_rate"] = float(np.mean([L.meta["capped"] for L in lands]))
+        landscape_stats[family] = _landscape_stats(family, lands, optima)
     return {
         "name": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "space": {
-            "layers": space.num_layers,
-            "kept": space.num_kept,
-            "blocks": [list(b) for b in space.shape],
-            "description": space.describe(),
-            "full": space.full_size(),
-            "valid": space.size(),
-            "transfer": {"k": transfer.k, "topology": transfer.topology, "reachable": transfer.size()},
-        },
+        "space": _space_summary(space, transfer),
         "config": cfg.to_dict(),
         "ruggedness": ruggedness,
         "coupling": coupling,
@@ -228,6 +158,110 @@ def run_sweep(space: BlockSpace, transfer: TransferSpace, families: Sequence[str
         "landscapes": landscape_stats,
         "seconds": time.perf_counter() - started,
         "environment": _environment(),
+    }
+
+
+def _run_searches(family: str, lands: list, algorithms: Sequence[str], space: BlockSpace, seed_list: list[int],
+                  cfg: SearchConfig, log: Callable[[str], None]
+                  ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], dict[str, float]]:
+    """Every algorithm on one family's landscapes: chosen masks, JAX outputs and seconds, per algorithm."""
+    a = np.stack([L.a for L in lands])
+    W = np.stack([L.W for L in lands])
+    masks: dict[str, np.ndarray] = {}
+    extras: dict[str, dict[str, np.ndarray]] = {}
+    timing: dict[str, float] = {}
+    for alg in algorithms:
+        t0 = time.perf_counter()
+        if alg in JAX_ALGORITHMS:
+            out = run_jax(alg, space, a, W, seed_list, cfg)
+            masks[alg] = out["mask"].astype(np.uint8)
+            extras[alg] = out
+        else:
+            masks[alg] = np.stack([run_baseline(alg, L, space) for L in lands])
+        timing[alg] = time.perf_counter() - t0
+        log(f"{family}: {alg} in {timing[alg]:.1f} s")
+    return masks, extras, timing
+
+
+_PER_RUN_KEYS = ("regret", "percentile", "success", "block_hit", "transfer_hit", "in_block", "in_transfer")
+
+
+def _score_family(lands: list, algorithms: Sequence[str], masks: dict[str, np.ndarray], space: BlockSpace,
+                  transfer: TransferSpace, enum: Enumeration, members: tuple[np.ndarray, np.ndarray]
+                  ) -> tuple[dict[str, dict[str, list]], dict[str, list]]:
+    """Score every chosen mask (and the two references) against each landscape's exact enumeration.
+
+    Returns the per-run lists of each name (``_PER_RUN_KEYS``) and, per landscape, where its optimum lies.
+    """
+    block_member, transfer_member = members
+    names = list(algorithms) + list(REFERENCES)
+    per = {n: {key: [] for key in _PER_RUN_KEYS} for n in names}
+    optima: dict[str, list] = {"in_block": [], "in_transfer": [], "gaps": [], "block_regret": []}
+    for i, L in enumerate(lands):
+        sol = solve(L, space, transfer, enum)
+        optima["in_block"].append(bool(block_member[sol.index]))
+        optima["in_transfer"].append(bool(transfer_member[sol.index]))
+        optima["gaps"].append(sol.gap)
+        chosen = [masks[alg][i] for alg in algorithms] + [sol.block_optimum, sol.transfer_optimum]
+        chosen = np.stack(chosen)
+        regret = sol.regret(chosen)
+        pct = sol.percentile(chosen)
+        optima["block_regret"].append(sol.block_value - sol.value)
+        for n, m, r, p in zip(names, chosen, regret, pct):
+            idx = enum.index_of(m)
+            d = per[n]
+            d["regret"].append(max(float(r), 0.0))
+            d["percentile"].append(float(p))
+            d["success"].append(bool(r <= sol.tol))
+            value = sol.value + float(r)
+            d["block_hit"].append(bool(abs(value - sol.block_value) <= sol.tol))
+            d["transfer_hit"].append(bool(abs(value - sol.transfer_value) <= sol.tol))
+            d["in_block"].append(bool(block_member[idx]))
+            d["in_transfer"].append(bool(transfer_member[idx]))
+    return per, optima
+
+
+def _family_results(per: dict[str, dict[str, list]], extras: dict[str, dict[str, np.ndarray]],
+                    timing: dict[str, float]) -> dict[str, Any]:
+    """One row of metrics per algorithm and reference of a family."""
+    fam_results = {}
+    for n, d in per.items():
+        row = _metrics(np.array(d["regret"]), np.array(d["percentile"]), d["success"], d["block_hit"],
+                       d["transfer_hit"], d["in_block"], d["in_transfer"])
+        row["kind"] = "reference" if n in REFERENCES else "search"
+        if n in extras and "transforms" in extras[n]:
+            row["transfer_rate"] = float(np.mean(extras[n]["transforms"] != 1))
+        if n in timing:
+            row["seconds"] = timing[n]
+        fam_results[n] = row
+    return fam_results
+
+
+def _landscape_stats(family: str, lands: list, optima: dict[str, list]) -> dict[str, Any]:
+    """What a family's landscapes are like: where their optima lie and how far the runner-up is."""
+    eff = [L.meta.get("ruggedness_effective") for L in lands if "ruggedness_effective" in L.meta]
+    stats = {
+        "description": FAMILIES[family],
+        "optimum_in_block_space_rate": float(np.mean(optima["in_block"])),
+        "optimum_in_transfer_space_rate": float(np.mean(optima["in_transfer"])),
+        "mean_gap_to_runner_up": float(np.mean(optima["gaps"])),
+        "mean_block_optimum_regret": float(np.mean(optima["block_regret"])),
+    }
+    if eff:
+        stats["ruggedness_effective_mean"] = float(np.mean(eff))
+        stats["capped_rate"] = float(np.mean([L.meta["capped"] for L in lands]))
+    return stats
+
+
+def _space_summary(space: BlockSpace, transfer: TransferSpace) -> dict[str, Any]:
+    return {
+        "layers": space.num_layers,
+        "kept": space.num_kept,
+        "blocks": [list(b) for b in space.shape],
+        "description": space.describe(),
+        "full": space.full_size(),
+        "valid": space.size(),
+        "transfer": {"k": transfer.k, "topology": transfer.topology, "reachable": transfer.size()},
     }
 
 
