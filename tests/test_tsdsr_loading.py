@@ -385,3 +385,30 @@ def test_compare_and_tune_run_on_tsdsr_files(files, tmp_path, monkeypatch, capsy
     assert main(["tune", "--strategy", "tinyfusion", "--trials", "1", *model]) == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "out" / "tune-tinyfusion-tsdsr-r0.33.json").read_text())
     assert report["best"]["number"] == 0 and report["fixed"]["protocol"]["model"] == "tsdsr"
+
+
+def test_search_puts_its_lora_on_the_targets_lora_names(files, monkeypatch):
+    """The target's LoRA target names reach the search: TSD-SR's ten names, not every linear layer of the blocks."""
+    import pruneseek.engine.search as engine_search
+    from pruneseek.spaces import BlockSpace
+    from pruneseek.sr_problem import sr_search_problem
+    from pruneseek.strategies import get_strategy
+    from pruneseek.training import linear_targets
+
+    target = load_tsdsr(files["base"], files["lora"], files["emb"])
+    seen = []
+    real = engine_search.lora_adapters
+
+    def spy(model, targets, *args, **kwargs):
+        seen.append(list(targets))
+        return real(model, targets, *args, **kwargs)
+
+    monkeypatch.setattr(engine_search, "lora_adapters", spy)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 4, 4, 4, generator=g)
+    data = {"z_lr": z, "z_tea": z + 0.1, "hr": torch.rand(2, 3, 32, 32, generator=g)}
+    problem = sr_search_problem(target, data, BlockSpace.uniform(3, 3, 2), 2, 2, 0, lambda sr, hr: (sr - hr).abs().mean())
+    get_strategy("tinyfusion", lora_rank=2, lora_alpha=2.0).search(problem)
+    in_blocks = linear_targets(target.transformer, target.transformer.transformer_blocks)
+    assert seen == [target.lora_targets] and set(seen[0]) != set(in_blocks)
+    assert "pos_embed.proj" in seen[0]  # a TSD-SR target outside the blocks
