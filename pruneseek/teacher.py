@@ -30,10 +30,15 @@ from pruneseek.training import Trainer
 
 @dataclass
 class TeacherConfig:
+    """How ``pruneseek teacher train`` trains tsdsr-mini (defaults: :data:`pruneseek.recipes.TEACHER`)."""
+
+    #: Optimisation steps; every step draws ``batch`` fresh crops and degradations.
     steps: int = recipes.TEACHER["steps"]
     batch: int = recipes.TEACHER["batch"]
+    #: Peak and final learning rate of the cosine schedule.
     lr: float = recipes.TEACHER["lr"]
     min_lr: float = recipes.TEACHER["min_lr"]
+    #: HR crop side in pixels (the LR input is a quarter of it).
     crop_size: int = recipes.TEACHER["crop_size"]
     seed: int = 0
     clip_norm: float = recipes.TEACHER["clip_norm"]

@@ -15,6 +15,12 @@ from pruneseek import recipes
 from pruneseek.commands.args import (add_target_arguments, add_threads_argument, comma_list, command_parser,
                                      positive_float, positive_int, ratio, seed_list, target_source, torch_threads)
 
+HELP = "search, recover and evaluate every strategy under one budget (CSV, JSON, plots)"
+DESCRIPTION = (
+    "Run each strategy × seed on the same calibration data, retrain every mask under the same "
+    "recovery protocol and evaluate before and after on the held-out photographs. Finished rows are "
+    "kept: rerunning continues where it stopped."
+)
 EXAMPLES = """examples:
   pruneseek compare --model tsdsr --ratio 0.5                      # all strategies × seeds 0,1,2
   pruneseek compare --ratio 0.5 --strategies tinysr,tinyfusion,shortgpt --seeds 0
@@ -25,11 +31,7 @@ EXAMPLES = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command_parser(
-        sub, "compare", "search, recover and evaluate every strategy under one budget (CSV, JSON, plots)",
-        "Run each strategy × seed on the same calibration data, retrain every mask under the same "
-        "recovery protocol and evaluate before and after on the held-out photographs. Finished rows are "
-        "kept: rerunning continues where it stopped.", EXAMPLES)
+    p = command_parser(sub, "compare", HELP, DESCRIPTION, EXAMPLES)
     p.add_argument("--model", default="tsdsr", choices=["tsdsr"],
                    help="target model family (default tsdsr: the bundled tsdsr-mini)")
     p.add_argument("--ratio", type=ratio, default=0.5, help="fraction of layers removed: 0.33, 0.5 (default) or 0.67")

@@ -12,6 +12,12 @@ from pathlib import Path
 
 from pruneseek.commands.args import add_target_arguments, command_parser, positive_int, target_source
 
+HELP = "write a pruned diffusers checkpoint from a mask file"
+DESCRIPTION = (
+    "Remove the dropped blocks, renumber the kept ones and write an ordinary diffusers model folder "
+    "(plus TinySR's prune_mask list, the prompt embeddings and EXPORT.json). Written into a temporary folder "
+    "and renamed at the end."
+)
 EXAMPLES = """examples:
   pruneseek export --mask results/search/tsdsr-mini-r0.5-tinysr-s0/mask.json --out exports/mini-r50
   pruneseek export --mask MASK --out DIR --precache-modulation            # + exact pre-cached adaLN
@@ -23,11 +29,7 @@ load the result with:  SD3Transformer2DModel.from_pretrained(DIR)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = command_parser(
-        sub, "export", "write a pruned diffusers checkpoint from a mask file",
-        "Remove the dropped blocks, renumber the kept ones and write an ordinary diffusers model folder "
-        "(plus TinySR's prune_mask list, the prompt embeddings and EXPORT.json). Written into a temporary folder "
-        "and renamed at the end.", EXAMPLES)
+    p = command_parser(sub, "export", HELP, DESCRIPTION, EXAMPLES)
     p.add_argument("--mask", type=Path, required=True, help="pruneseek mask file (mask.json) or a JSON prune_mask list")
     p.add_argument("--out", type=Path, required=True, help="output folder (refused if it holds a different model)")
     p.add_argument("--force", action="store_true", help="replace an output folder that holds something else")
