@@ -1,7 +1,5 @@
 """`pruneseek bench engine`: device-dependent defaults (issue 7: on CUDA the SD3-medium shape, bf16, LoRA rank 64,
 512 px latents, written to results/bench-engine-gpu.json) and the clear error on a machine without CUDA."""
-import argparse
-
 import pytest
 import torch
 
@@ -9,18 +7,10 @@ from pruneseek.cli import main
 from pruneseek.commands.bench import engine_defaults
 
 
-def _args(**kw):
-    base = dict(device="cpu", shape=None, dtype=None, lora_rank=None)
-    return argparse.Namespace(**{**base, **kw})
-
-
 def test_cuda_defaults_are_the_sd3_medium_gpu_setting():
-    a = engine_defaults(_args(device="cuda"))
-    assert (a.shape, a.dtype, a.lora_rank) == ("sd3-medium", "bfloat16", 64)
-    a = engine_defaults(_args(device="cuda:1", lora_rank=16, dtype="float16"))
-    assert (a.shape, a.dtype, a.lora_rank) == ("sd3-medium", "float16", 16)
-    a = engine_defaults(_args())
-    assert (a.shape, a.dtype, a.lora_rank) == ("cpu", "float32", 8)
+    assert engine_defaults("cuda") == ("sd3-medium", "bfloat16", 64)
+    assert engine_defaults("cuda:1", lora_rank=16, dtype="float16") == ("sd3-medium", "float16", 16)
+    assert engine_defaults("cpu") == ("cpu", "float32", 8)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

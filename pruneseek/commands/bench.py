@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from pruneseek import recipes
 from pruneseek.commands.args import command_parser, positive_int
 
 EXAMPLES = """examples:
@@ -61,17 +62,14 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def engine_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the engine bench's device-dependent defaults: on CUDA the SD3-medium shape at 512 px equivalent
-    latents, bfloat16 and LoRA rank 64 (TSD-SR's setting); on CPU the bench-width model, float32, rank 8."""
-    cuda = str(args.device).startswith("cuda")
-    if args.shape is None:
-        args.shape = "sd3-medium" if cuda else "cpu"
-    if args.dtype is None:
-        args.dtype = "bfloat16" if cuda else "float32"
-    if args.lora_rank is None:
-        args.lora_rank = 64 if cuda else 8
-    return args
+def engine_defaults(device: str, shape: str | None = None, dtype: str | None = None,
+                    lora_rank: int | None = None) -> tuple[str, str, int]:
+    """``(shape, dtype, lora_rank)`` with the engine bench's device-dependent defaults filled in: on CUDA the
+    SD3-medium shape at 512 px equivalent latents, bfloat16 and LoRA rank 64 (TSD-SR's setting); on CPU the
+    bench-width model, float32, rank 8 (TinyFusion's)."""
+    cuda = str(device).startswith("cuda")
+    return (shape or ("sd3-medium" if cuda else "cpu"), dtype or ("bfloat16" if cuda else "float32"),
+            lora_rank or (recipes.TINYSR["lora_rank"] if cuda else recipes.LEARNED_MASK["lora_rank"]))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             raise PruneseekError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
     if args.what == "export":
         return run_export(args)
-    engine_defaults(args)
+    args.shape, args.dtype, args.lora_rank = engine_defaults(args.device, args.shape, args.dtype, args.lora_rank)
     cfg = EngineBenchConfig(
         batch=args.batch, steps=args.steps, rounds=args.rounds or 3, lora_rank=args.lora_rank,
         lora_alpha=float(args.lora_rank if args.shape == "sd3-medium" else 2 * args.lora_rank),

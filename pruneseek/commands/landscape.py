@@ -12,7 +12,8 @@ import json
 import re
 from pathlib import Path
 
-from pruneseek.commands.args import command_parser, nonnegative_float, nonnegative_int, positive_float, positive_int, ratio
+from pruneseek.commands.args import (command_parser, nonnegative_float, nonnegative_int, positive_float, positive_int, ratio,
+                                     resolve_space)
 from pruneseek.errors import PruneseekError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -77,7 +78,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _space(args: argparse.Namespace):
-    from pruneseek.commands.space import resolve_space
     from pruneseek.spaces import TransferSpace
 
     if args.preset is None and args.layers is None and args.blocks is None:

@@ -101,7 +101,7 @@ def settings_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pruneseek.commands.launcher import launch, under_launcher, without_option
+    from pruneseek.engine.launcher import launch, under_launcher, without_option
 
     settings = settings_from(args)
     if args.nproc > 1 and not under_launcher():

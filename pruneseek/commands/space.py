@@ -5,9 +5,8 @@ import argparse
 import json
 from typing import Any
 
-from pruneseek.commands.args import command_parser, nonnegative_int, positive_int, ratio
-from pruneseek.errors import SpaceError
-from pruneseek.spaces import BlockSpace, TransferSpace, list_presets, load_preset, space_for_ratio
+from pruneseek.commands.args import command_parser, nonnegative_int, positive_int, ratio, resolve_space
+from pruneseek.spaces import BlockSpace, TransferSpace, list_presets, load_preset
 
 EXAMPLES = """examples:
   pruneseek space tsdsr-24-r50
@@ -39,45 +38,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.set_defaults(run=run)
-
-
-def _parse_blocks(text: str) -> BlockSpace:
-    pairs = []
-    for part in text.split(","):
-        pieces = part.strip().split(":")
-        if len(pieces) != 2 or not all(x.strip().isdigit() for x in pieces):
-            raise SpaceError(f"cannot read block {part.strip()!r}; write blocks as size:keep, e.g. 4:2,4:2,6:3")
-        pairs.append((int(pieces[0]), int(pieces[1])))
-    return BlockSpace(pairs)
-
-
-def resolve_space(args: argparse.Namespace) -> tuple[str, BlockSpace, TransferSpace | None]:
-    """The space the arguments describe, and the transfer space when a transfer is asked for."""
-    if args.preset is not None:
-        for flag in ("layers", "block", "keep", "ratio", "blocks"):
-            if getattr(args, flag) is not None:
-                raise SpaceError(f"give either a preset or --{flag} and its companions, not both")
-        preset = load_preset(args.preset)
-        return preset.name, preset.space, preset.transfer_space(args.transfer_k, args.topology)
-    if args.blocks is not None:
-        if args.block is not None or args.keep is not None or args.ratio is not None:
-            raise SpaceError("--blocks gives each block's size and keep; do not combine it with --block/--keep/--ratio")
-        space = _parse_blocks(args.blocks)
-        if args.layers is not None and args.layers != space.num_layers:
-            raise SpaceError(f"--blocks add up to {space.num_layers} layers, but --layers is {args.layers}")
-    else:
-        if args.layers is None or args.block is None or (args.keep is None and args.ratio is None):
-            raise SpaceError("give a preset name, or --layers N --block B with --keep S or --ratio R (or --blocks)")
-        if args.ratio is not None:
-            space = space_for_ratio(args.layers, args.block, args.ratio)
-        else:
-            space = BlockSpace.uniform(args.layers, args.block, args.keep)
-    transfer = None
-    if args.transfer_k is not None:
-        transfer = TransferSpace(space, args.transfer_k, args.topology or "pairs")
-    elif args.topology is not None:
-        raise SpaceError("--topology needs --transfer-k K (how many kept layers a transfer moves)")
-    return "custom", space, transfer
 
 
 def summary(name: str, space: BlockSpace, transfer: TransferSpace | None) -> dict[str, Any]:

@@ -16,21 +16,13 @@ Cost: one forward of the full model per calibration batch.
 """
 from __future__ import annotations
 
-from pruneseek.engine import SearchResult
 from pruneseek.strategies.registry import register
-from pruneseek.strategies.base import (
-    SCORE_DEFAULTS,
-    CostMeter,
-    RuleStrategy,
-    SearchProblem,
-    calibration_batches,
-    rule_result,
-)
-from pruneseek.strategies.scoring import block_statistic, select_by_scores, squared_error_statistic
+from pruneseek.strategies.base import SCORE_DEFAULTS, CostMeter, SearchProblem
+from pruneseek.strategies.scoring import ScoreStrategy, block_statistic, squared_error_statistic
 
 
 @register("flux-lite")
-class FluxLite(RuleStrategy):
+class FluxLite(ScoreStrategy):
     """Input-output MSE per block on the image tokens; the lowest-MSE blocks go."""
 
     source = (
@@ -39,9 +31,6 @@ class FluxLite(RuleStrategy):
     )
     defaults = dict(SCORE_DEFAULTS)
 
-    def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
-        meter = CostMeter()
-        batches = calibration_batches(problem, self.settings["score_batches"])
-        scores, full_loss = block_statistic(problem, batches, squared_error_statistic, meter)
-        mask = select_by_scores(scores, problem.space, self.settings["scope"])
-        return rule_result(self, problem, seed, mask, meter, scores=scores, loss_history=[full_loss])
+    def layer_scores(self, problem: SearchProblem, batches, meter: CostMeter) -> tuple[list[float], list[float]]:
+        mse, full_loss = block_statistic(problem, batches, squared_error_statistic, meter)
+        return mse, [full_loss]

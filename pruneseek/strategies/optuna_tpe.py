@@ -21,14 +21,8 @@ from tqdm.auto import tqdm
 from pruneseek.engine import SearchResult
 from pruneseek.errors import StrategyError
 from pruneseek.strategies.registry import register
-from pruneseek.strategies.base import (
-    CostMeter,
-    RuleStrategy,
-    SearchProblem,
-    calibration_batches,
-    calibration_loss,
-    rule_result,
-)
+from pruneseek.strategies.base import SearchProblem
+from pruneseek.strategies.scoring import MaskLossSearch
 
 
 def import_optuna() -> Any:
@@ -44,7 +38,7 @@ def import_optuna() -> Any:
 
 
 @register("optuna-tpe")
-class OptunaTPE(RuleStrategy):
+class OptunaTPE(MaskLossSearch):
     """TPE over per-block option indices; objective = calibration loss; the best trial's mask."""
 
     source = (
@@ -52,29 +46,21 @@ class OptunaTPE(RuleStrategy):
         "KDD 2019 (optuna.samplers.TPESampler)"
     )
     defaults = {"n_trials": 100, "score_batches": 8, "progress": True}
-
-    def __init__(self, **settings):
-        super().__init__(**settings)
-        self._positive_int("n_trials")
+    budget = "n_trials"
 
     def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
         optuna = import_optuna()
-        meter = CostMeter()
         space = problem.space
-        batches = calibration_batches(problem, self.settings["score_batches"])
-        seen: dict[tuple[int, ...], float] = {}
-        history: list[float] = []
+        losses = self.mask_losses(problem)
         bar = tqdm(total=self.settings["n_trials"], desc=self.name, disable=not self.settings["progress"], leave=False)
 
         def objective(trial) -> float:
             ranks = tuple(
                 trial.suggest_categorical(f"block_{j}", list(range(b.num_options))) for j, b in enumerate(space.blocks)
             )
-            if ranks not in seen:
-                seen[ranks] = calibration_loss(problem, space.unrank(ranks), batches, meter)
-                history.append(seen[ranks])
+            loss = losses(ranks, lambda: space.unrank(ranks))
             bar.update(1)
-            return seen[ranks]
+            return loss
 
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -86,5 +72,4 @@ class OptunaTPE(RuleStrategy):
             bar.close()
         best = study.best_trial.params
         mask = space.unrank([best[f"block_{j}"] for j in range(space.num_blocks)])
-        return rule_result(self, problem, seed, mask, meter, loss_history=history,
-                           describe={"distinct_masks": len(seen), "best_loss": study.best_value})
+        return losses.result(self, seed, mask, study.best_value)

@@ -16,18 +16,12 @@ from tqdm.auto import tqdm
 
 from pruneseek.engine import SearchResult
 from pruneseek.strategies.registry import register
-from pruneseek.strategies.base import (
-    CostMeter,
-    RuleStrategy,
-    SearchProblem,
-    calibration_batches,
-    calibration_loss,
-    rule_result,
-)
+from pruneseek.strategies.base import SearchProblem
+from pruneseek.strategies.scoring import MaskLossSearch
 
 
 @register("random-min")
-class RandomMin(RuleStrategy):
+class RandomMin(MaskLossSearch):
     """Uniform masks from the block space; the lowest calibration loss wins."""
 
     source = (
@@ -35,24 +29,14 @@ class RandomMin(RuleStrategy):
         "(Fang et al. arXiv:2412.01199, 2024) random-pruning baseline"
     )
     defaults = {"num_masks": 100, "score_batches": 8, "progress": True}
-
-    def __init__(self, **settings):
-        super().__init__(**settings)
-        self._positive_int("num_masks")
+    budget = "num_masks"
 
     def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
-        meter = CostMeter()
-        batches = calibration_batches(problem, self.settings["score_batches"])
+        losses = self.mask_losses(problem)
         masks = problem.space.sample(self.settings["num_masks"], np.random.default_rng(seed))
-        seen: dict[bytes, float] = {}
-        history = []
         best = None
         for mask in tqdm(masks, desc=self.name, disable=not self.settings["progress"], leave=False):
-            key = mask.tobytes()
-            if key not in seen:
-                seen[key] = calibration_loss(problem, mask, batches, meter)
-                history.append(seen[key])
-            if best is None or seen[key] < best[0]:
-                best = (seen[key], mask)
-        return rule_result(self, problem, seed, best[1], meter, loss_history=history,
-                           describe={"distinct_masks": len(seen), "best_loss": best[0]})
+            loss = losses(mask.tobytes(), mask)
+            if best is None or loss < best[0]:
+                best = (loss, mask)
+        return losses.result(self, seed, best[1], best[0])

@@ -10,10 +10,15 @@ space). Exact ties remove the lower layer index first.
 (:meth:`~pruneseek.engine.MaskedStack.observe`) and averages a per-token statistic of each block's input
 ``x_i`` and output ``x_{i+1}`` on the primary (image-token) stream: :func:`cosine_statistic` for
 ShortGPT's Block Influence, :func:`squared_error_statistic` for FLUX.1-Lite's MSE.
+
+Two base classes hold the rule-based strategies' shared search steps: :class:`ScoreStrategy` (score
+every layer, then :func:`select_by_scores`: sensitivity, ShortGPT, FLUX.1-Lite) and
+:class:`MaskLossSearch` (try many masks, keep the one of lowest calibration loss, scoring each distinct
+mask once with :class:`MaskLosses`: random-min, optuna-tpe).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +26,15 @@ import torch.nn.functional as F
 
 from pruneseek.spaces import BlockSpace
 from pruneseek.errors import StrategyError
-from pruneseek.strategies.base import CostMeter, SearchProblem, calibration_loss
+from pruneseek.engine import SearchResult
+from pruneseek.strategies.base import (
+    CostMeter,
+    RuleStrategy,
+    SearchProblem,
+    calibration_batches,
+    calibration_loss,
+    rule_result,
+)
 
 #: ``statistic(x, y) -> (sum, count)``: a sum of per-token (or per-element) values and how many there were.
 Statistic = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
@@ -105,3 +118,76 @@ def select_by_scores(
             )
         mask[candidates[:remove]] = 0
     return mask
+
+
+def scoring_setup(strategy: RuleStrategy, problem: SearchProblem) -> tuple[CostMeter, list]:
+    """A fresh cost meter and the strategy's ``score_batches`` calibration batches (the same for every mask)."""
+    meter = CostMeter()
+    return meter, calibration_batches(problem, strategy.settings["score_batches"])
+
+
+class ScoreStrategy(RuleStrategy):
+    """Scores every layer (higher = more important) and removes the lowest-scoring ones in one shot.
+
+    A subclass gives :meth:`layer_scores`, and :meth:`protected` when some layers must never go.
+    """
+
+    def layer_scores(
+        self, problem: SearchProblem, batches: list, meter: CostMeter
+    ) -> tuple[list[float], list[float]]:  # pragma: no cover - interface
+        """Per-layer scores, and the calibration losses computed on the way (the result's loss history)."""
+        raise NotImplementedError
+
+    def protected(self, problem: SearchProblem) -> list[int]:
+        """Layers never removed (none by default)."""
+        return []
+
+    def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
+        meter, batches = scoring_setup(self, problem)
+        scores, losses = self.layer_scores(problem, batches, meter)
+        mask = select_by_scores(scores, problem.space, self.settings["scope"], self.protected(problem))
+        return rule_result(self, problem, seed, mask, meter, scores=scores, loss_history=losses)
+
+
+class MaskLosses:
+    """Calibration losses of masks on fixed batches, each distinct mask (by its key) scored once.
+
+    ``history`` holds the losses in the order the masks were first scored.
+    """
+
+    def __init__(self, problem: SearchProblem, batches: list, meter: CostMeter):
+        self.problem, self.batches, self.meter = problem, batches, meter
+        self.losses: dict[Hashable, float] = {}
+        self.history: list[float] = []
+
+    def __call__(self, key: Hashable, mask: np.ndarray | Callable[[], np.ndarray]) -> float:
+        """The loss of ``mask`` (or of the mask a function makes, called only for a new ``key``)."""
+        if key not in self.losses:
+            self.losses[key] = calibration_loss(
+                self.problem, mask() if callable(mask) else mask, self.batches, self.meter
+            )
+            self.history.append(self.losses[key])
+        return self.losses[key]
+
+    def result(self, strategy: RuleStrategy, seed: int, mask: Any, best_loss: float) -> SearchResult:
+        """The search result of the decided ``mask``, with the loss history and how many masks were scored."""
+        return rule_result(strategy, self.problem, seed, mask, self.meter, loss_history=self.history,
+                           describe={"distinct_masks": len(self.losses), "best_loss": best_loss})
+
+
+class MaskLossSearch(RuleStrategy):
+    """Tries many masks and keeps the one of lowest calibration loss, with no training.
+
+    ``budget`` names the positive-integer setting that says how many masks (or trials) it tries.
+    """
+
+    budget: str = ""
+
+    def __init__(self, **settings: Any):
+        super().__init__(**settings)
+        self._positive_int(self.budget)
+
+    def mask_losses(self, problem: SearchProblem) -> MaskLosses:
+        """A fresh cost meter and scorer on the strategy's ``score_batches`` calibration batches."""
+        meter, batches = scoring_setup(self, problem)
+        return MaskLosses(problem, batches, meter)

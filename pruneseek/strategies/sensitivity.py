@@ -19,18 +19,9 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from pruneseek.engine import SearchResult
 from pruneseek.strategies.registry import register
-from pruneseek.strategies.base import (
-    SCORE_DEFAULTS,
-    CostMeter,
-    RuleStrategy,
-    SearchProblem,
-    calibration_batches,
-    calibration_loss,
-    rule_result,
-)
-from pruneseek.strategies.scoring import select_by_scores
+from pruneseek.strategies.base import SCORE_DEFAULTS, CostMeter, SearchProblem, calibration_loss
+from pruneseek.strategies.scoring import ScoreStrategy
 
 
 def drop_one_losses(
@@ -48,7 +39,7 @@ def drop_one_losses(
 
 
 @register("sensitivity")
-class Sensitivity(RuleStrategy):
+class Sensitivity(ScoreStrategy):
     """Drop-one loss rise per block; the least sensitive blocks go."""
 
     source = (
@@ -57,10 +48,6 @@ class Sensitivity(RuleStrategy):
     )
     defaults = {**SCORE_DEFAULTS, "progress": True}
 
-    def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
-        meter = CostMeter()
-        batches = calibration_batches(problem, self.settings["score_batches"])
+    def layer_scores(self, problem: SearchProblem, batches, meter: CostMeter) -> tuple[list[float], list[float]]:
         full, losses = drop_one_losses(problem, batches, meter, bool(self.settings["progress"]), self.name)
-        scores = [loss - full for loss in losses]
-        mask = select_by_scores(scores, problem.space, self.settings["scope"])
-        return rule_result(self, problem, seed, mask, meter, scores=scores, loss_history=[full, *losses])
+        return [loss - full for loss in losses], [full, *losses]

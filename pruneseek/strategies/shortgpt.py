@@ -17,18 +17,10 @@ Cost: one forward of the full model per calibration batch.
 """
 from __future__ import annotations
 
-from pruneseek.engine import SearchResult
 from pruneseek.errors import StrategyError
 from pruneseek.strategies.registry import register
-from pruneseek.strategies.base import (
-    SCORE_DEFAULTS,
-    CostMeter,
-    RuleStrategy,
-    SearchProblem,
-    calibration_batches,
-    rule_result,
-)
-from pruneseek.strategies.scoring import block_statistic, cosine_statistic, select_by_scores
+from pruneseek.strategies.base import SCORE_DEFAULTS, CostMeter, SearchProblem
+from pruneseek.strategies.scoring import ScoreStrategy, block_statistic, cosine_statistic
 
 
 def block_influence(mean_cosines: list[float]) -> list[float]:
@@ -37,7 +29,7 @@ def block_influence(mean_cosines: list[float]) -> list[float]:
 
 
 @register("shortgpt")
-class ShortGPT(RuleStrategy):
+class ShortGPT(ScoreStrategy):
     """Block Influence on the image tokens; the lowest-BI blocks go."""
 
     source = (
@@ -52,11 +44,10 @@ class ShortGPT(RuleStrategy):
             value = self.settings["keep_last"]
             raise StrategyError(f"shortgpt: setting keep_last must be true or false, got {value!r}")
 
-    def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
-        meter = CostMeter()
-        batches = calibration_batches(problem, self.settings["score_batches"])
+    def layer_scores(self, problem: SearchProblem, batches, meter: CostMeter) -> tuple[list[float], list[float]]:
         cosines, full_loss = block_statistic(problem, batches, cosine_statistic, meter)
-        scores = block_influence(cosines)
-        protect = [problem.space.num_layers - 1] if self.settings["keep_last"] else []
-        mask = select_by_scores(scores, problem.space, self.settings["scope"], protect)
-        return rule_result(self, problem, seed, mask, meter, scores=scores, loss_history=[full_loss])
+        return block_influence(cosines), [full_loss]
+
+    def protected(self, problem: SearchProblem) -> list[int]:
+        """The last block when ``keep_last`` (TinyFusion's DiT port)."""
+        return [problem.space.num_layers - 1] if self.settings["keep_last"] else []
