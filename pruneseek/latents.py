@@ -9,7 +9,6 @@ never silently reused.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -124,10 +123,6 @@ def select_images(split: str | None = None, folder: str | Path | None = None) ->
 
 def as_tuple(paths: Sequence[Path]) -> tuple[str, ...]:
     return tuple(str(p) for p in paths)
-
-
-def spec_dict(spec: PairSpec) -> dict:
-    return dataclasses.asdict(spec)
 
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:

@@ -1,4 +1,4 @@
-"""The search loss for SR targets (SPEC.md §4, TinySR eq. A.3).
+"""The search loss for SR targets (docs/design.md §4, TinySR eq. A.3).
 
     L = λ3 · P(decode(z_stu), x_HR) + λ4 · ‖z_stu − z_tea‖₁,   λ3 = λ4 = 1
 
@@ -30,7 +30,8 @@ def lpips_status() -> tuple[bool, str]:
     """Whether LPIPS can run offline here, and why not."""
     weights = _lpips_weights()
     if not weights.is_file():
-        return False, f"LPIPS backbone weights {LPIPS_FILE} not found in {weights.parent}"
+        where = "$TORCH_HOME/hub/checkpoints" if "TORCH_HOME" in os.environ else "~/.cache/torch/hub/checkpoints"
+        return False, f"LPIPS backbone weights {LPIPS_FILE} not found in {where} (torch's hub cache)"
     try:
         import lpips  # noqa: F401
     except Exception as exc:  # lpips imports torchvision, which may not import beside this torch

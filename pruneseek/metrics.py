@@ -8,7 +8,7 @@ Images are ``(B, C, H, W)`` in [0, 1]. Each metric returns one value per image, 
 - GMSD (Xue et al., 2014, "Gradient Magnitude Similarity Deviation"): Prewitt gradient magnitudes of
   the luminance after 2× average-pool downsampling, c = 0.0026 (for [0, 1] images, i.e. 170/255²);
   the standard deviation of the similarity map; lower is better. Used as the weight-free perceptual
-  term of the search loss when LPIPS weights are not available (SPEC.md §8).
+  term of the search loss when LPIPS weights are not available (docs/design.md §8).
 - HaarPSI (Reisenhofer, Bosse, Kutyniok, Wiegand 2018, "A Haar wavelet-based perceptual similarity
   index for image quality assessment"): the authors' reference MATLAB definition (``HaarPSI.m``), on
   images scaled to [0, 255] in the YIQ colour form; higher is better, 1 for identical images. See

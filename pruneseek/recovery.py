@@ -4,7 +4,7 @@ A mask is only as good as the model it becomes after retraining (TinySR Table 2 
 *after training*). To compare strategies fairly, pruneseek retrains every mask under one protocol:
 
 1. **Student.** A deep copy of the teacher target. Its dropped blocks are skipped with a fixed 0/1
-   mask in "skip" mode, which equals physically deleting them (SPEC.md §2, §4). The teacher itself is
+   mask in "skip" mode, which equals physically deleting them (docs/design.md §2, §4). The teacher itself is
    never modified.
 2. **What trains.** Every transformer parameter the pruned forward uses: the kept blocks, the patch and
    time/text embedders, the output norm and projection. The dropped blocks are frozen. The fixed
@@ -17,7 +17,7 @@ A mask is only as good as the model it becomes after retraining (TinySR Table 2 
 4. **Optimiser.** AdamW at a constant learning rate, weight decay 0, gradient-norm clip 1.0, a fixed
    number of ``steps``: the same budget, optimiser and seed set for every strategy. A step whose loss or
    gradient is not finite is skipped (and counted); more than 10 in a row stop with an error.
-5. **Online annealing** (PocketSR §3.2.1, SPEC.md §6; only when ``anneal_steps = T > 0``): during step
+5. **Online annealing** (PocketSR §3.2.1, docs/design.md §6; only when ``anneal_steps = T > 0``): during step
    t < T every dropped block runs in "blend" mode with mask value σ_t = max(0, (T − t)/T), so
    y = σ_t·φ(x) + (1 − σ_t)·x (M_P = identity for depth pruning) and the frozen block's contribution
    fades 1 → 0; from step T on the dropped blocks are skipped. The annealing steps are *part of* the

@@ -1,4 +1,4 @@
-"""A depth-pruning search problem for a one-step SR target (SPEC.md §4, TinySR eq. A.3).
+"""A depth-pruning search problem for a one-step SR target (docs/design.md §4, TinySR eq. A.3).
 
 The student is the target itself run under the sampled masks; the teacher's output latents ``z_tea``
 are precomputed (:mod:`pruneseek.latents`). The loss per batch is

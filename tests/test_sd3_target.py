@@ -1,4 +1,4 @@
-"""The engine's masked SD3 forward equals diffusers' ``skip_layers`` for any hard mask (SPEC.md §2)."""
+"""The engine's masked SD3 forward equals diffusers' ``skip_layers`` for any hard mask (docs/design.md §2)."""
 from __future__ import annotations
 
 import numpy as np

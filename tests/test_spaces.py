@@ -1,4 +1,4 @@
-"""Search-space cardinalities, rank/unrank and reachability (SPEC.md §3), pinned by property tests."""
+"""Search-space cardinalities, rank/unrank and reachability (docs/design.md §3), pinned by property tests."""
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,4 @@
-"""The SPEC §6 baselines on small models whose answers are known by hand, their costs, and the CLI for all ten."""
+"""The docs/design.md §6 baselines on small models whose answers are known by hand, their costs, and the CLI for all ten."""
 from __future__ import annotations
 
 import json

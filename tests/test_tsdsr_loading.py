@@ -1,4 +1,4 @@
-"""The real TSD-SR loader on tiny models written in exactly TSD-SR's file layout (SPEC.md §7, §8).
+"""The real TSD-SR loader on tiny models written in exactly TSD-SR's file layout (docs/design.md §7, §8).
 
 The ``files`` fixture comes from ``tsdsr_files.write_tsdsr_files`` (tiny SD3 transformer and VAE, TSD-SR's
 LoRA files written the way its training script writes them, the two prompt-embedding files).
@@ -30,7 +30,7 @@ from pruneseek.targets.tsdsr import (
     tsdsr_lora_state_dict,
 )
 
-EXAMPLE_KEY = "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"  # SPEC.md §7
+EXAMPLE_KEY = "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"  # docs/design.md §7
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_lora_layout_matches_tsdsr_and_round_trips(files, tmp_path):
 
 
 def test_tsdsr_lora_config_on_sd3_medium_wraps_266_modules():
-    """SPEC.md §7's counts, on a full-size SD3-medium built on the meta device (no weights)."""
+    """docs/design.md §7's counts, on a full-size SD3-medium built on the meta device (no weights)."""
     from peft.tuners.lora import LoraLayer
 
     with torch.device("meta"):

@@ -1,4 +1,4 @@
-"""TSD-SR's file layout on tiny models, shared by the loader and export tests (SPEC.md §7, §8).
+"""TSD-SR's file layout on tiny models, shared by the loader and export tests (docs/design.md §7, §8).
 
 :func:`write_tsdsr_files` builds a tiny ``SD3Transformer2DModel`` and a tiny four-level ``AutoencoderKL``
 (same module names as the SD3 VAE), saves them as a diffusers base folder, adds TSD-SR's LoRA configs with

@@ -2,7 +2,7 @@
 
 One run per model, variants interleaved in rounds (median per variant), reported as ratios to the full
 model. Two models: the bundled tsdsr-mini (its trained weights) and an SD3-medium-shaped transformer
-(SPEC.md §7 config, random weights) at reduced resolution with TSD-SR's 333 prompt tokens.
+(docs/design.md §7 config, random weights) at reduced resolution with TSD-SR's 333 prompt tokens.
 
 Why 12/24 is not exactly 0.5 — the *linear limit*. A forward is ``fixed + Σ blocks``: the fixed part
 (patch + position embedding, the time/pooled-text embedding, the context embedder, the output norm and
@@ -25,7 +25,7 @@ import torch
 from pruneseek.bench.engine import SD3_MEDIUM
 from pruneseek.bench.machine import describe_machine
 
-#: BK-SDM's rule for 24 → 12 (SPEC.md §6): the 12/24 mask the benchmark prunes with.
+#: BK-SDM's rule for 24 → 12 (docs/design.md §6): the 12/24 mask the benchmark prunes with.
 KEEP_12_OF_24 = [0, 2, 4, 6, 8, 10, 13, 15, 17, 19, 21, 23]
 
 

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "export: forward of full vs pruned (12/24) vs pruned + pre-cached modulation")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--shape", choices=["cpu", "sd3-medium"], default=None,
-                   help="cpu: 24 blocks at bench width (default on CPU); sd3-medium: SPEC §7's full shape with "
+                   help="cpu: 24 blocks at bench width (default on CPU); sd3-medium: docs/design.md §7's full shape with "
                         "512 px latents (default on CUDA)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="default float32 on CPU, bfloat16 on CUDA")

@@ -1,4 +1,4 @@
-"""`pruneseek space`: the exact sizes of a search space (SPEC.md §3)."""
+"""`pruneseek space`: the exact sizes of a search space (docs/design.md §3)."""
 from __future__ import annotations
 
 import argparse

@@ -9,7 +9,7 @@ from pruneseek.commands.args import command_parser, nonnegative_int, positive_in
 
 EXAMPLES = """examples:
   pruneseek teacher train                     # writes pruneseek/weights/tsdsr-mini.safetensors
-  pruneseek teacher train --steps 200 --out /tmp/mini.safetensors
+  pruneseek teacher train --steps 200 --out mini.safetensors
   pruneseek teacher eval --json               # PSNR/SSIM vs bicubic on the held-out photographs
 """
 

@@ -1,4 +1,4 @@
-"""The built-in dataset: real photographs that ship inside installed packages (SPEC.md §8), no download.
+"""The built-in dataset: real photographs that ship inside installed packages (docs/design.md §8), no download.
 
 Sources: scikit-image's ``skimage/data`` folder, scikit-learn's ``sklearn/datasets/images`` and
 matplotlib's ``mpl-data/sample_data``. The split is fixed: three held-out images of varied content (a

@@ -1,4 +1,4 @@
-"""The Real-ESRGAN second-order degradation (Wang et al., 2021), ×4, as TinySR §A.1 uses it (SPEC.md §7).
+"""The Real-ESRGAN second-order degradation (Wang et al., 2021), ×4, as TinySR §A.1 uses it (docs/design.md §7).
 
 Why our own: the maintained implementations (``basicsr``, ``realesrgan``) import torchvision, which does
 not import beside the torch 2.13 CPU build pruneseek pins ("operator torchvision::nms does not exist").
@@ -31,7 +31,7 @@ RESIZE_MODES = ("area", "bilinear", "bicubic")
 
 @dataclass(frozen=True)
 class DegradationConfig:
-    """Every setting of the second-order pipeline; the defaults are Real-ESRGAN's (SPEC.md §7)."""
+    """Every setting of the second-order pipeline; the defaults are Real-ESRGAN's (docs/design.md §7)."""
 
     scale: int = 4
     kernel_sizes: tuple[int, int] = (7, 21)

@@ -1,4 +1,4 @@
-"""Image files → training pairs: HR random crops and their degraded ×4 LR (SPEC.md §7, TinySR §A.1)."""
+"""Image files → training pairs: HR random crops and their degraded ×4 LR (docs/design.md §7, TinySR §A.1)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The layer-mask engine: learned depth-pruning masks (SPEC.md §2, §4, §5).
+"""The layer-mask engine: learned depth-pruning masks (docs/design.md §2, §4, §5).
 
 Layers of the package, imported one way (strategies → engine → spaces):
 

@@ -1,4 +1,4 @@
-"""How to call one block of a stack and how to blend it per sample (SPEC.md §2, TinySR eq. 1).
+"""How to call one block of a stack and how to blend it per sample (docs/design.md §2, TinySR eq. 1).
 
     x_{i+1} = m_i · φ_i(x_i) + (1 − m_i) · x_i                                  (TinySR eq. 1)
 
@@ -67,7 +67,7 @@ class MMDiTStream(Adapter):
     """State is ``(h, c)``: image and context tokens of a diffusers ``JointTransformerBlock`` stack (SD3).
 
     A block is called as ``block(hidden_states=h, encoder_hidden_states=c, temb=temb, **kwargs)`` and
-    returns ``(c_out, h_out)``. Both streams are blended (SPEC §2). The last SD3 block is
+    returns ``(c_out, h_out)``. Both streams are blended (docs/design.md §2). The last SD3 block is
     ``context_pre_only`` and returns ``c_out = None``: then only ``h`` is blended, and the context
     becomes ``None`` exactly as in diffusers — unless no sample keeps the block, in which case ``c`` passes
     through unchanged, as ``skip_layers`` does. (After that block nothing reads the context, so the

@@ -1,9 +1,9 @@
-"""Block gates: TinyFusion-style learned masks over a block-factored space (SPEC.md §4, §5).
+"""Block gates: TinyFusion-style learned masks over a block-factored space (docs/design.md §4, §5).
 
 Each block j owns a logit vector over its ``C(B_j, s_j)`` options (the rows of
 ``BlockSpace.options(j)``, in ``itertools.combinations`` order), initialised to the constant 0.02 of the
 reference code. A mask is drawn per sample by a hard Gumbel-softmax over ``logits · scaling`` with
-temperature τ (TinyFusion; TinySR eq. 5–6):
+temperature τ (TinyFusion; TinySR eq. 3):
 
     y_soft = softmax((scaling · logits + g) / τ),   g ~ Gumbel(0, 1)
     y      = y_hard + (y_soft − stopgrad(y_soft))          (straight-through)
@@ -122,7 +122,7 @@ def log_marginals(
 def decide(
     logits: torch.Tensor | Sequence[torch.Tensor], options: torch.Tensor | Sequence[torch.Tensor]
 ) -> torch.Tensor:
-    """The decided mask (SPEC §4): per block the option with the largest (EMA) logit; ``(N,)`` of 0/1.
+    """The decided mask (docs/design.md §4): per block the option with the largest (EMA) logit; ``(N,)`` of 0/1.
 
     Exact ties go to the lowest option index (``argmax``), so an untrained gate decides option 0.
     """
@@ -149,7 +149,7 @@ class GateSample:
 
 
 class BlockGates(nn.Module):
-    """Per-block option logits over a :class:`BlockSpace` (SPEC §4, TinyFusion's learnable mask)."""
+    """Per-block option logits over a :class:`BlockSpace` (docs/design.md §4, TinyFusion's learnable mask)."""
 
     def __init__(self, space: BlockSpace, init: float = INIT_LOGIT):
         super().__init__()
@@ -165,7 +165,7 @@ class BlockGates(nn.Module):
         return [getattr(self, f"options_{j}") for j in range(self.space.num_blocks)]
 
     def sample(self, batch: int, tau: float, scaling: float, generator: torch.Generator | None = None) -> GateSample:
-        """A mask per sample: per block a hard Gumbel-softmax option, ``one_hot @ options`` (SPEC §4)."""
+        """A mask per sample: per block a hard Gumbel-softmax option, ``one_hot @ options`` (docs/design.md §4)."""
         one_hots, indices, parts = [], [], []
         for logits, options in zip(self.logits, self.options):
             y, index = hard_gumbel_softmax(logits, tau, scaling, generator, batch=batch)
@@ -185,7 +185,7 @@ class BlockGates(nn.Module):
 class LogitEMA:
     """Exponential moving average of gate logits: ``ema ← decay·ema + (1 − decay)·logits`` after each step.
 
-    Starts at the initial logits (SPEC §4: decay 0.999; the decision reads the EMA).
+    Starts at the initial logits (docs/design.md §4: decay 0.999; the decision reads the EMA).
     """
 
     def __init__(self, logits: Sequence[torch.Tensor], decay: float = 0.999):

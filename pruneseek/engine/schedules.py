@@ -1,4 +1,4 @@
-"""Hyperparameter schedules, optax style (SPEC.md §4).
+"""Hyperparameter schedules, optax style (docs/design.md §4).
 
 A schedule is a pure function ``step -> float``. Constructors take the number of steps over which
 they move; after the last step a schedule holds its end value. The reference defaults (TinyFusion)

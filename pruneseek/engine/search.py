@@ -1,4 +1,4 @@
-"""The joint mask + weight search loop (SPEC.md §4; TinySR eq. 2 in its single-loop form).
+"""The joint mask + weight search loop (docs/design.md §4; TinySR eq. 2 in its single-loop form).
 
 Model-agnostic: the caller supplies the model (an ``nn.Module`` holding the block ``ModuleList``), the
 :class:`~pruneseek.engine.stack.MaskedStack` over those blocks, a closure
@@ -24,7 +24,7 @@ are checked bit-identical on every rank after every step. Exact resume
 (:mod:`pruneseek.engine.checkpoint`): with ``checkpointing`` the loop saves every ``every`` steps and at
 the end, and continues a saved run from its next step.
 
-The decision reads the EMA logits at the final scaling (SPEC §4; with transfer gates, TinySR §3.1).
+The decision reads the EMA logits at the final scaling (docs/design.md §4; with transfer gates, TinySR §3.1).
 The result also records what the search cost (forward/backward passes in samples, block evaluations,
 seconds) and a trajectory of the EMA marginals π about every ``steps / 50`` steps and at the last step.
 """
@@ -100,10 +100,10 @@ class MaskLearner(nn.Module):
     def decide(self, values: Sequence[torch.Tensor] | None = None, scaling: float = 100.0) -> dict:
         """The decision from gate values (default: the current parameters; the loop passes the EMA).
 
-        Block gates alone: per block the largest-logit option (SPEC §4). With transfer gates: the
+        Block gates alone: per block the largest-logit option (docs/design.md §4). With transfer gates: the
         largest-q feasible transform per edge, then the top-π layers per block (TinySR §3.1).
         ``confidence`` is the product over blocks of the decided option's probability at ``scaling``
-        (the largest-logit option's, SPEC §4); with transfer gates, each edge's chosen transform
+        (the largest-logit option's, docs/design.md §4); with transfer gates, each edge's chosen transform
         probability is reported under ``transfer``.
         """
         values = [v.detach().cpu() for v in (values if values is not None else self.gate_parameters())]
@@ -143,7 +143,7 @@ class MaskLearner(nn.Module):
 
 @dataclass
 class SearchConfig:
-    """Hyperparameters of one search (defaults: TinyFusion's recipe, SPEC §4)."""
+    """Hyperparameters of one search (defaults: TinyFusion's recipe, docs/design.md §4)."""
 
     steps: int = 100
     #: τ schedule: a number, callable or schedule mapping; ``None`` = linear 4 → 0.1 over the run.

@@ -1,4 +1,4 @@
-"""A stack of residual blocks under a per-sample depth mask (SPEC.md §2 and §4, execution modes).
+"""A stack of residual blocks under a per-sample depth mask (docs/design.md §2 and §4, execution modes).
 
 :class:`MaskedStack` runs ``x_{i+1} = m_i·φ_i(x_i) + (1 − m_i)·x_i`` (TinySR eq. 1) over a
 ``(batch, N)`` mask in one of two modes:

@@ -1,4 +1,4 @@
-"""Dynamic inter-block activation with expansion-corrosion: the TinySR transfer gates (SPEC.md §5).
+"""Dynamic inter-block activation with expansion-corrosion: the TinySR transfer gates (docs/design.md §5).
 
 Every edge ``(j, h)``, ``j < h``, of the pair topology carries a learnable 3-way logit vector ``q``
 (init 0.02) over the candidates ``[m⁻, m, m⁺]`` (TinySR eq. 6, ``q(t)``):

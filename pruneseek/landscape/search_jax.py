@@ -1,4 +1,4 @@
-"""Simulated mask searches on quadratic landscapes, in JAX (SPEC.md §4–§6).
+"""Simulated mask searches on quadratic landscapes, in JAX (docs/design.md §4–§6).
 
 Every search is a pure function of (a, W, key) — the landscape's linear and pairwise terms and a PRNG
 key — compiled with ``jax.jit``, looped over steps with ``jax.lax.scan`` and mapped over thousands of
@@ -6,7 +6,7 @@ seeds (each with its own landscape) with ``jax.vmap``. The objective the gradien
 the landscape polynomial f(m) = c + a·m + mᵀWm evaluated on the straight-through relaxed mask, so
 ∂f/∂m = a + (W + Wᵀ)m plays the role of TinyFusion's dL/dm_i = ⟨dL/dx_{i+1}, φ_i(x_i) − x_i⟩.
 
-Algorithms (names as in SPEC §6):
+Algorithms (names as in docs/design.md §6):
 
 - ``tinyfusion`` (§4): per-block logits θ_j over the block's options (init 0.02), hard Gumbel-softmax
   (straight-through) over θ_j·scaling at temperature τ (τ linear 4 → 0.1, scaling 100), the block's layer
@@ -58,7 +58,7 @@ LEARNED = ("tinyfusion", "tinysr-marginal", "tinysr-next-option")
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Hyperparameters of the simulated searches (SPEC §4 reference defaults where the SPEC gives one).
+    """Hyperparameters of the simulated searches (docs/design.md §4 reference defaults where the design gives one).
 
     ``samples`` masks are drawn per step and their f averaged (a batch in which each sample draws its own
     mask). ``lr`` is Adam's step on the logits. ``budget`` is random-min's number of f evaluations
@@ -168,7 +168,7 @@ def objective(a, W, m):
 
 
 def hard_gumbel_softmax(key, logits, valid, tau, scaling):
-    """Straight-through hard Gumbel-softmax over ``logits · scaling`` at temperature τ (SPEC §4, TinySR eq. 3).
+    """Straight-through hard Gumbel-softmax over ``logits · scaling`` at temperature τ (docs/design.md §4, TinySR eq. 3).
 
     Forward: the exact one-hot of argmax((θ·scaling + g)/τ); backward: the soft sample's gradient.
     """
@@ -355,7 +355,7 @@ def learned_search(a, W, key, arrays: SpaceArrays, cfg: SearchConfig, algorithm:
 
 
 def random_min_search(a, W, key, arrays: SpaceArrays, budget: int, chunk: int = 250):
-    """random-min (SPEC §6): ``budget`` uniform block-space masks, keep the lowest f."""
+    """random-min (docs/design.md §6): ``budget`` uniform block-space masks, keep the lowest f."""
     K, O = arrays.option_valid.shape
     rounds = max(1, -(-budget // chunk))
     logits = jnp.where(arrays.option_valid, 0.0, -jnp.inf)

@@ -1,4 +1,4 @@
-"""Search spaces over depth-pruning masks (SPEC.md §3). Pure: numpy, scipy-free math and networkx only.
+"""Search spaces over depth-pruning masks (docs/design.md §3). Pure: numpy, scipy-free math and networkx only.
 
 - :class:`BlockSpace` — the block-factored space Π C(B_j, s_j) (and the full space C(N, M) as one block).
 - :class:`TransferSpace` — masks reachable by TinySR's inter-block transfers over a pair topology.

@@ -1,4 +1,4 @@
-"""Block-factored search spaces over depth-pruning masks (SPEC.md §3, TinySR §3.1).
+"""Block-factored search spaces over depth-pruning masks (docs/design.md §3, TinySR §3.1).
 
 N layers are split into K consecutive blocks; block j has ``B_j`` layers of which exactly ``s_j`` are
 kept. The valid space has ``Π_j C(B_j, s_j)`` masks; the full space, ``C(N, M)`` with ``M = Σ s_j``,

@@ -1,4 +1,4 @@
-"""Pruning ratios: from ``--ratio`` to a block-factored space (SPEC.md §3).
+"""Pruning ratios: from ``--ratio`` to a block-factored space (docs/design.md §3).
 
 The ratio r is the fraction of layers removed (r = 0.5 on 24 layers keeps 12). Each block keeps a whole
 number of layers, so a block of B layers realises only the ratios (B − s) / B. A ratio written to two

@@ -1,4 +1,4 @@
-"""The transfer-reachable space (SPEC.md §3 and §5; TinySR §3.1, dynamic inter-block activation).
+"""The transfer-reachable space (docs/design.md §3 and §5; TinySR §3.1, dynamic inter-block activation).
 
 A transfer on a pair of blocks (j, h) moves kept layers between them: corrode j and expand h, or the
 reverse; the total number of kept layers is unchanged. A *pair topology* is a graph over blocks

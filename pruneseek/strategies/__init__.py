@@ -1,4 +1,4 @@
-"""Depth-pruning strategies behind one interface and one registry (SPEC.md §6).
+"""Depth-pruning strategies behind one interface and one registry (docs/design.md §6).
 
 Learned: ``tinyfusion``, ``tinysr``. Rule-based baselines: ``random-min``, ``shortgpt``, ``flux-lite``,
 ``sensitivity``, ``snapfusion``, ``bk-sdm``, ``optuna-tpe``; ``annealing`` (PocketSR) takes the mask of a

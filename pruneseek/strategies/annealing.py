@@ -4,7 +4,7 @@ Source: "PocketSR: The Super-Resolution Expert in Your Pocket Mobiles" (PocketSR
 Annealing Pruning" (arXiv:2510.03012): the original module M and a lightweight
 replacement M_P run in parallel, y = σ·M(x) + (1 − σ)·M_P(x), the original module's weights frozen, σ
 annealed 1 → 0 over T = 8000 steps; PocketSR chose the pruned positions by ablation. The "replacement"
-family of SPEC.md §6.
+family of docs/design.md §6.
 
 Rule. *Which* blocks go is decided by a base selection strategy, ``select`` (default "sensitivity", the
 closest automatic stand-in for PocketSR's ablation; any other registered rule-based strategy, with
@@ -16,7 +16,7 @@ those steps each dropped block's output is blended with its input (M_P = identit
     y = σ(t)·M(x) + (1 − σ(t))·x,      σ(t) = max(0, (T − t)/T)      (:func:`pruneseek.engine.schedules.anneal_sigma`)
 
 with the dropped blocks' weights frozen. PocketSR's text writes σ = min(0, (T − t)/T), which is never
-positive; max is what the description ("annealed to zero") means (SPEC §6). The recovery loop applies it.
+positive; max is what the description ("annealed to zero") means (docs/design.md §6). The recovery loop applies it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The strategy interface, the search problem every strategy receives, and what strategies share.
 
-Shared plumbing for the baselines (SPEC.md §6: "all must share one interface and the same calibration
+Shared plumbing for the baselines (docs/design.md §6: "all must share one interface and the same calibration
 data"): :func:`calibration_batches` fixes the data every mask is scored on, :func:`calibration_loss`
 scores a 0/1 mask on it without training, and :class:`CostMeter` counts what a search spent (forward and
 backward passes in samples, block evaluations, seconds) for :attr:`SearchResult.cost`.

@@ -1,4 +1,4 @@
-"""``bk-sdm``: a fixed hand rule, no data (SPEC.md §6, "experience").
+"""``bk-sdm``: a fixed hand rule, no data (docs/design.md §6, "experience").
 
 Source: B.-K. Kim, H.-K. Song, T. Castells, S. Choi, "BK-SDM: A Lightweight, Fast, and Cheap Version of
 Stable Diffusion", ECCV 2024 (§3: remove one of the two residual/attention pairs in each U-Net down stage,
@@ -10,7 +10,7 @@ TinySR Table 2.
 Rule. Reduce keep/N to p/q in lowest terms. The layers [0, N/2) form the encoder half and [N/2, N) the
 decoder half, each cut into consecutive groups of q layers; keep the *first* p layers of every encoder
 group and the *last* p of every decoder group. 28 → 14 (p/q = 1/2) keeps
-[0, 2, 4, 6, 8, 10, 12, 15, 17, 19, 21, 23, 25, 27] — SPEC §6's list, which corrects the README's
+[0, 2, 4, 6, 8, 10, 12, 15, 17, 19, 21, 23, 25, 27] — docs/design.md §6's list, which corrects the README's
 "14" to 15: layer 14 is the first of its decoder pair — and 24 → 12 keeps [0, 2, 4, 6, 8, 10, 13, 15,
 17, 19, 21, 23]; 24 → 16 and 24 → 8 use groups of 3. When N is odd or N/2 is not a multiple of q, the
 rule cannot be applied and a StrategyError says so. The rule ignores the block structure of the search

@@ -1,4 +1,4 @@
-"""``snapfusion``: greedy removal by loss rise per latency saved (SPEC.md §6, "metric").
+"""``snapfusion``: greedy removal by loss rise per latency saved (docs/design.md §6, "metric").
 
 Source: Y. Li, H. Wang, Q. Jin, J. Hu, P. Chemerys, Y. Fu, Y. Wang, S. Tulyakov, J. Ren, "SnapFusion:
 Text-to-Image Diffusion Model on Mobile Devices within Two Seconds", NeurIPS 2023, §3.2 (robust training

@@ -1,4 +1,4 @@
-"""``tinyfusion``: learned block-local masks (TinyFusion; SPEC.md §4).
+"""``tinyfusion``: learned block-local masks (TinyFusion; docs/design.md §4).
 
 Source: G. Fang, K. Li, X. Ma, X. Wang, "TinyFusion: Diffusion Transformers Learned Shallow",
 arXiv:2412.01199 (2024).

@@ -1,4 +1,4 @@
-"""``tinysr``: block gates plus dynamic inter-block activation (TinySR; SPEC.md §4 + §5).
+"""``tinysr``: block gates plus dynamic inter-block activation (TinySR; docs/design.md §4 + §5).
 
 Source: "TinySR: Pruning Diffusion for Real-World Image Super-Resolution" (dynamic inter-block
 activation and expansion-corrosion strategy, §3.1, eq. 5–8); reference code Microtreei/TinySR.

@@ -1,7 +1,7 @@
 """What a super-resolution target offers the engine: its block stack and a one-step SR forward.
 
 A target wraps an SD3-family transformer (``SD3Transformer2DModel``) and the latent space it works in.
-TSD-SR's one step (SPEC.md §7): the LR image, upscaled 4× bicubic, is encoded to ``z_LR``; the
+TSD-SR's one step (docs/design.md §7): the LR image, upscaled 4× bicubic, is encoded to ``z_LR``; the
 transformer predicts the velocity ``v`` at t = 1000 for the fixed default prompt; ``z_HR = z_LR − v``;
 decoding ``z_HR`` gives the SR image. Images are ``(B, 3, H, W)`` in [−1, 1].
 """

@@ -1,6 +1,6 @@
 """tsdsr-mini: the bundled default target, a miniature of TSD-SR that trains and searches on a CPU.
 
-Same architecture family as TSD-SR (SPEC.md §7): a diffusers ``SD3Transformer2DModel`` with 24 joint
+Same architecture family as TSD-SR (docs/design.md §7): a diffusers ``SD3Transformer2DModel`` with 24 joint
 blocks (the last one ``context_pre_only``), conditioned on a fixed *learned* default-prompt context
 (``prompt_embeds``, 8 tokens) and pooled vector (``pooled_embeds``) that stand in for TSD-SR's prompt
 embeddings, run for one step at t = 1000 with ``z_HR = z_LR − v``. Only the width is small (2 heads × 32).
@@ -43,7 +43,7 @@ MINI_CONFIG: dict[str, Any] = dict(
 SHUFFLE = 4
 CONTEXT_TOKENS = 8
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tsdsr-mini.safetensors"
-#: Modules LoRA adapts during a search, as TSD-SR's LoRA does (SPEC §7), restricted to the blocks.
+#: Modules LoRA adapts during a search, as TSD-SR's LoRA does (docs/design.md §7), restricted to the blocks.
 #: Images must have sides divisible by this (pixel unshuffle 4 × patch 2).
 MULTIPLE = SHUFFLE * MINI_CONFIG["patch_size"]
 

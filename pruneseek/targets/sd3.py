@@ -1,4 +1,4 @@
-"""The SD3 MMDiT (diffusers ``SD3Transformer2DModel``) under a per-sample depth mask (SPEC.md §2, §7).
+"""The SD3 MMDiT (diffusers ``SD3Transformer2DModel``) under a per-sample depth mask (docs/design.md §2, §7).
 
 :func:`masked_sd3_forward` is ``SD3Transformer2DModel.forward`` with the block loop handed to the
 engine's :class:`~pruneseek.engine.MaskedStack`: patch + position embedding, the time/pooled-text

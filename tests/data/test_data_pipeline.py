@@ -1,4 +1,4 @@
-"""Real-ESRGAN degradation, image loading, training pairs and the built-in photographs (SPEC.md §7, §8)."""
+"""Real-ESRGAN degradation, image loading, training pairs and the built-in photographs (docs/design.md §7, §8)."""
 from __future__ import annotations
 
 import numpy as np

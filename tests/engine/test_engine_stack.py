@@ -66,7 +66,7 @@ def test_skip_mode_skips_blocks_no_sample_keeps():
 
 
 def test_straight_through_mask_gradient_is_inner_product_blend_mode():
-    """dL/dm_i = ⟨dL/dx_{i+1}, φ_i(x_i) − x_i⟩ per sample (SPEC §4, blend mode)."""
+    """dL/dm_i = ⟨dL/dx_{i+1}, φ_i(x_i) − x_i⟩ per sample (docs/design.md §4, blend mode)."""
     stack = random_stack()
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(3, 2, DIM, generator=gen)
