@@ -1,4 +1,4 @@
-"""Deterministic one-shot and greedy baselines on a landscape (SPEC.md §6), in numpy.
+"""Deterministic one-shot and greedy baselines on a landscape (docs/design.md §6), in numpy.
 
 - ``sensitivity``: drop-one deltas Δ_i = f(1 − e_i) − f(1) measured once from the full mask; in every
   block remove the B_j − s_j least sensitive layers (smallest Δ), so the result lies in the block space.

@@ -1,6 +1,6 @@
 """A calibrated landscape measured on a real model: tsdsr-mini's drop-one and drop-two loss changes.
 
-The calibration loss of a hard mask m is the search loss with no training (SPEC.md §4): over the
+The calibration loss of a hard mask m is the search loss with no training (docs/design.md §4): over the
 calibration crops, mean |z_stu(m) − z_tea| + mean GMSD(decode(z_stu(m)), x_HR), where z_stu(m) is the
 teacher run with the dropped blocks skipped. Measuring L(full), the N drop-one and the N(N−1)/2 drop-two
 losses gives the second-order landscape of :func:`~pruneseek.landscape.calibrated`; the searches are

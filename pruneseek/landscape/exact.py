@@ -1,4 +1,4 @@
-"""Exact optimum and full ranking of a quadratic landscape over all C(N, M) masks (SPEC.md §3).
+"""Exact optimum and full ranking of a quadratic landscape over all C(N, M) masks (docs/design.md §3).
 
 Enumeration splits the layers into a left half (L = ⌊N/2⌋ layers) and a right half (R = N − L). A mask
 with c kept layers on the left is a pair (left subset of size c, right subset of size M − c), and

@@ -1,4 +1,4 @@
-"""Synthetic and calibrated objective landscapes over depth-pruning masks (SPEC.md §3).
+"""Synthetic and calibrated objective landscapes over depth-pruning masks (docs/design.md §3).
 
 A landscape is a pseudo-Boolean quadratic over masks m ∈ {0,1}^N (1 = keep), lower is better:
 
