@@ -1,0 +1,110 @@
+"""The one training step (pruneseek.training): clipping, the non-finite policy, LoRA as a context manager,
+endless batches."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pruneseek.errors import EngineError
+from pruneseek.training import Trainer, endless, linear_targets, lora_adapters, lora_parameters
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+
+
+def _loss(model, scale=1.0):
+    x = torch.ones(2, 4)
+    return model(x).pow(2).mean() * scale
+
+
+def test_finite_step_clips_and_updates():
+    model = _model()
+    params = list(model.parameters())
+    before = [p.detach().clone() for p in params]
+    trainer = Trainer(torch.optim.SGD(params, lr=1.0), params, clip_norm=1e-3)
+    trainer.zero_grad()
+    assert trainer.step(_loss(model, 1e4)) is True
+    moved = float(torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(params, before))))
+    assert moved == pytest.approx(1e-3, rel=1e-4)  # SGD at lr 1 moves by exactly the clipped gradient norm
+    assert trainer.nonfinite == 0 and math.isfinite(trainer.value)
+
+
+def test_nonfinite_steps_are_skipped_counted_and_stop_after_n_in_a_row():
+    model = _model()
+    params = list(model.parameters())
+    trainer = Trainer(torch.optim.AdamW(params, lr=1e-2), params, max_nonfinite=2,
+                      stop=lambda n: EngineError(f"stopped after {n}"))
+    good = [p.detach().clone() for p in params]
+    for _ in range(2):
+        trainer.zero_grad()
+        assert trainer.step(_loss(model, float("nan"))) is False
+        assert all(torch.equal(p, g) for p, g in zip(params, good)) and all(p.grad is None for p in params)
+    trainer.zero_grad()
+    assert trainer.step(_loss(model)) is True  # a good step resets the run of bad ones
+    assert (trainer.nonfinite, trainer.consecutive) == (2, 0)
+    last_good = [p.detach().clone() for p in params]
+    with pytest.raises(EngineError, match="stopped after 3"):
+        for _ in range(3):
+            trainer.zero_grad()
+            trainer.step(_loss(model, float("inf")))
+    assert all(torch.equal(p, g) for p, g in zip(params, last_good))  # the last good state is kept
+    assert trainer.nonfinite == 5
+
+
+def test_infinite_gradient_norm_is_skipped_too():
+    model = _model()
+    params = list(model.parameters())
+    trainer = Trainer(torch.optim.SGD(params, lr=1.0), params)
+    before = [p.detach().clone() for p in params]
+    model[0].weight.register_hook(lambda g: torch.full_like(g, float("inf")))
+    trainer.zero_grad()
+    loss = _loss(model)
+    value, finite = trainer.read(loss)
+    assert finite and math.isfinite(value)
+    assert trainer.apply(loss, finite) is False and trainer.nonfinite == 1
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+
+
+@pytest.mark.parametrize("after", ["discard", "merge", "keep"])
+def test_lora_adapters_train_only_the_adapters_and_restore(after):
+    model = _model()
+    model[2].weight.requires_grad_(False)  # a frozen flag must come back as it was
+    base = model[0].weight.detach().clone()
+    targets = linear_targets(model)
+    assert targets == ["0", "2"]
+    with lora_adapters(model, targets, rank=2, alpha=2.0, seed=0, after=after) as params:
+        assert params == lora_parameters(model) and len(params) == 4
+        with torch.no_grad():
+            for p in params:
+                p.fill_(0.1)  # a non-zero update ΔW = B·A
+        assert {id(p) for p in model.parameters() if p.requires_grad} == {id(p) for p in params}
+    wrapped = any("lora_" in n for n, _ in model.named_parameters())
+    assert wrapped == (after == "keep")
+    assert model[2].weight.requires_grad is False and model[0].weight.requires_grad is True
+    if after == "discard":
+        assert torch.equal(model[0].weight, base)
+    if after == "merge":
+        assert torch.allclose(model[0].weight, base + 0.1 * 0.1 * 2)  # ΔW = (α/r)·B·A = 1 · 2 · 0.01 folded in
+
+
+def test_endless_recalls_a_callable_and_refuses_empty_or_spent_sources():
+    calls = []
+
+    def one_pass():
+        calls.append(1)
+        return iter([1, 2])
+
+    stream = endless(one_pass)
+    assert [next(stream) for _ in range(5)] == [1, 2, 1, 2, 1] and len(calls) == 3
+    assert [next(endless([7, 8])) for _ in range(1)] == [7]
+    spent = endless(iter([1]))
+    next(spent)
+    with pytest.raises(EngineError, match="ran out"):
+        next(spent)
+    with pytest.raises(EngineError, match="no batches"):
+        next(endless(lambda: iter([])))
