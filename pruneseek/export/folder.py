@@ -15,7 +15,6 @@ interrupted export leaves no half folder; a folder holding a different export is
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from pruneseek import __version__
 from pruneseek.export.measure import count_macs, count_params, interleaved_latency
 from pruneseek.export.prune import ExportError, check_keep, prune_lora_state_dict, pruned_transformer
 from pruneseek.export.streamline import ONE_STEP_T, streamline
+from pruneseek.fingerprint import settings_hash
 from pruneseek.io import _umask, atomic_write_bytes, atomic_write_json, file_sha256
 
 FORMAT = "pruneseek.export/v1"
@@ -102,9 +102,10 @@ def read_mask(path: str | os.PathLike[str], model_name: str | None, num_layers: 
 
 
 def _fingerprint(source: ExportSource, keep: Sequence[int], options: ExportOptions) -> str:
+    """The full sha256 (64 hex digits, as EXPORT.json files record it) of what makes two exports the same."""
     doc = {"source": source.identity, "keep": list(keep), "lora": options.lora,
            "precache_modulation": options.precache_modulation, "drop_text_stream": options.drop_text_stream}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return settings_hash(doc, length=64)
 
 
 def check_destination(out: Path, fingerprint: str, force: bool) -> None:
@@ -171,129 +172,176 @@ def export_checkpoint(
     command: str = "",
 ) -> dict:
     """Write the export folder (module docstring) and return its ``EXPORT.json`` record."""
-    from diffusers import SD3Transformer2DModel
+    from diffusers import SD3Transformer2DModel  # noqa: F401 (fail early when diffusers is missing)
 
     options = (options or ExportOptions()).validate()
     keep = check_keep(keep, source.num_layers)
     out = Path(out)
     fingerprint = _fingerprint(source, keep, options)
     check_destination(out, fingerprint, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
+    tmp = _temporary_folder(out)
     try:
         full = source.transformer.eval()
         device = next(full.parameters()).device
         dropped = [i for i in range(source.num_layers) if i not in keep]
         pruned = pruned_transformer(full, keep)
-        pruned.save_pretrained(tmp, safe_serialization=True)
-        atomic_write_json(tmp / "prune_mask.json", [1 if i in keep else 0 for i in range(source.num_layers)])
-        source_mask = str(mask_file.path) if mask_file is not None and mask_file.path else None
-        if mask_file is not None:
-            mask_file.save(tmp / "mask.json")  # (this sets mask_file.path to the copy)
-        (tmp / "embeddings").mkdir()
-        torch.save(source.prompt_embeds.detach().cpu().clone(), tmp / "embeddings" / "prompt_embeds.pt")
-        torch.save(source.pooled_embeds.detach().cpu().clone(), tmp / "embeddings" / "pool_embeds.pt")
-        lora_record = _copy_lora(source, keep, tmp / "lora") if options.lora == "separate" else None
-
-        record: dict[str, Any] = {
-            "format": FORMAT,
-            "fingerprint": fingerprint,
-            "source": {"model": source.name, **source.identity},
-            "mask": {
-                "file": source_mask,
-                "sha256": mask_sha256,
-                "num_layers": source.num_layers,
-                "keep": list(keep),
-                "dropped": dropped,
-            },
-            "lora": {"format": options.lora, **(lora_record or {})},
-            "params": {"before": count_params(full), "after": count_params(pruned)},
-            "load": "diffusers.SD3Transformer2DModel.from_pretrained(DIR)",
-            "streamlined": None,
-            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-            "pruneseek_version": __version__,
-            "command": command,
-            **options.extra,
-        }
-        if options.lora == "separate":
-            record["params"]["note"] = "the transformer weights are the bare base; the LoRA is in lora/ (TSD-SR layout)"
+        source_mask, lora_record = _write_model_files(source, keep, pruned, tmp, mask_file, options)
+        record = _base_record(source, keep, dropped, options, fingerprint, source_mask, mask_sha256, lora_record,
+                              full, pruned, command)
 
         x = _inputs(source, options.measure_latent, device)
         variants: dict[str, Any] = {"full": lambda: full(**x, return_dict=False)[0],
                                     "pruned": lambda: pruned(**x, return_dict=False)[0]}
         if options.verify:
-            reloaded = SD3Transformer2DModel.from_pretrained(tmp, torch_dtype=next(full.parameters()).dtype).to(device).eval()
-            with torch.no_grad():
-                ref = full(**x, skip_layers=dropped, return_dict=False)[0]
-                got = reloaded(**x, return_dict=False)[0]
-            record["verify"] = {"max_abs_diff_vs_skip_layers": _max_diff(ref, got), "latent_side": options.measure_latent}
-            del reloaded
-
+            record["verify"] = _verify(full, tmp, x, dropped, device, options)
         if options.precache_modulation or options.drop_text_stream:
-            streamlined = streamline(pruned, source.pooled_embeds, precache_modulation=options.precache_modulation,
-                                     text_stream=not options.drop_text_stream)
-            streamlined.save_pretrained(tmp / "streamlined", safe_serialization=True)
-            options_record: dict[str, Any] = {}
-            with torch.no_grad():
-                ref = pruned(**x, return_dict=False)[0]
-                for key, kwargs in (("precache_modulation", {"precache_modulation": True, "text_stream": True}),
-                                    ("drop_text_stream", {"precache_modulation": False, "text_stream": False})):
-                    if not getattr(options, key):
-                        continue
-                    variant = streamline(pruned, source.pooled_embeds, **kwargs)
-                    diff = _max_diff(ref, variant(**x, return_dict=False)[0])
-                    options_record[key] = {
-                        "exact": key == "precache_modulation",
-                        "requires_retraining": key == "drop_text_stream",
-                        "max_abs_diff_vs_pruned": diff,
-                        "params": count_params(variant),
-                    }
-                    variants[key] = (lambda v: (lambda: v(**x, return_dict=False)[0]))(variant)
-                combined_diff = _max_diff(ref, streamlined(**x, return_dict=False)[0])
-            if options.precache_modulation and options.drop_text_stream:
-                variants["streamlined"] = lambda: streamlined(**x, return_dict=False)[0]
-            record["streamlined"] = {
-                "folder": "streamlined",
-                "load": "pruneseek.export.StreamlinedSD3Transformer2DModel.from_pretrained(DIR / 'streamlined')",
-                "precache_modulation": options.precache_modulation,
-                "text_stream": not options.drop_text_stream,
-                "timestep": ONE_STEP_T if options.precache_modulation else None,
-                "exact": not options.drop_text_stream,
-                "requires_retraining": options.drop_text_stream,
-                "max_abs_diff_vs_pruned": combined_diff,
-                "params": count_params(streamlined),
-                "options": options_record,
-            }
-
+            record["streamlined"] = _streamline(source, pruned, tmp, x, variants, options)
         if options.measure:
-            macs = {name: count_macs(fn) for name, fn in variants.items()}
-            latency = interleaved_latency(variants, rounds=options.rounds, device=str(device))
-            record["measure"] = {
-                "input": {"latent_side": options.measure_latent, "batch": 1,
-                          "context_tokens": int(source.prompt_embeds.shape[1]), "device": str(device),
-                          "dtype": str(next(full.parameters()).dtype).replace("torch.", "")},
-                "params": {"full": count_params(full), "pruned": count_params(pruned),
-                           **{k: v["params"] for k, v in (record["streamlined"] or {}).get("options", {}).items()},
-                           **({"streamlined": record["streamlined"]["params"]} if "streamlined" in variants else {})},
-                "macs": macs,
-                "latency": latency,
-                "latency_over_full": {k: v["median_s"] / latency["full"]["median_s"] for k, v in latency.items()},
-                "macs_over_full": {k: v / macs["full"] for k, v in macs.items()},
-            }
+            record["measure"] = _measure(source, full, pruned, variants, record, device, options)
         atomic_write_json(tmp / "EXPORT.json", record)
-
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "previous")
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _move_into_place(tmp, out)
         return record
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _temporary_folder(out: Path) -> Path:
+    """A new empty folder next to ``out`` (same file system, so the final rename is atomic)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
+    return tmp
+
+
+def _write_model_files(source: ExportSource, keep: Sequence[int], pruned: nn.Module, tmp: Path, mask_file,
+                       options: ExportOptions) -> tuple[str | None, dict | None]:
+    """The pruned weights, ``prune_mask.json``, the mask file, the embeddings and (separate) the LoRA.
+
+    Returns the mask file's original path (or None) and the LoRA record (or None).
+    """
+    pruned.save_pretrained(tmp, safe_serialization=True)
+    atomic_write_json(tmp / "prune_mask.json", [1 if i in keep else 0 for i in range(source.num_layers)])
+    source_mask = str(mask_file.path) if mask_file is not None and mask_file.path else None
+    if mask_file is not None:
+        mask_file.save(tmp / "mask.json")  # (this sets mask_file.path to the copy)
+    (tmp / "embeddings").mkdir()
+    torch.save(source.prompt_embeds.detach().cpu().clone(), tmp / "embeddings" / "prompt_embeds.pt")
+    torch.save(source.pooled_embeds.detach().cpu().clone(), tmp / "embeddings" / "pool_embeds.pt")
+    lora_record = _copy_lora(source, keep, tmp / "lora") if options.lora == "separate" else None
+    return source_mask, lora_record
+
+
+def _base_record(source: ExportSource, keep: Sequence[int], dropped: list[int], options: ExportOptions,
+                 fingerprint: str, source_mask: str | None, mask_sha256: str | None, lora_record: dict | None,
+                 full: nn.Module, pruned: nn.Module, command: str) -> dict[str, Any]:
+    """``EXPORT.json`` before verification, streamlining and measurement."""
+    record: dict[str, Any] = {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "source": {"model": source.name, **source.identity},
+        "mask": {
+            "file": source_mask,
+            "sha256": mask_sha256,
+            "num_layers": source.num_layers,
+            "keep": list(keep),
+            "dropped": dropped,
+        },
+        "lora": {"format": options.lora, **(lora_record or {})},
+        "params": {"before": count_params(full), "after": count_params(pruned)},
+        "load": "diffusers.SD3Transformer2DModel.from_pretrained(DIR)",
+        "streamlined": None,
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "pruneseek_version": __version__,
+        "command": command,
+        **options.extra,
+    }
+    if options.lora == "separate":
+        record["params"]["note"] = "the transformer weights are the bare base; the LoRA is in lora/ (TSD-SR layout)"
+    return record
+
+
+def _verify(full: nn.Module, tmp: Path, x: dict[str, torch.Tensor], dropped: list[int], device,
+            options: ExportOptions) -> dict[str, Any]:
+    """Reload the written folder with plain diffusers and compare it with the full model skipping ``dropped``."""
+    from diffusers import SD3Transformer2DModel
+
+    reloaded = SD3Transformer2DModel.from_pretrained(tmp, torch_dtype=next(full.parameters()).dtype).to(device).eval()
+    with torch.no_grad():
+        ref = full(**x, skip_layers=dropped, return_dict=False)[0]
+        got = reloaded(**x, return_dict=False)[0]
+    result = {"max_abs_diff_vs_skip_layers": _max_diff(ref, got), "latent_side": options.measure_latent}
+    del reloaded
+    return result
+
+
+def _streamline(source: ExportSource, pruned: nn.Module, tmp: Path, x: dict[str, torch.Tensor],
+                variants: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
+    """Write ``streamlined/``, check each option against the pruned model, add them to ``variants``; its record."""
+    streamlined = streamline(pruned, source.pooled_embeds, precache_modulation=options.precache_modulation,
+                             text_stream=not options.drop_text_stream)
+    streamlined.save_pretrained(tmp / "streamlined", safe_serialization=True)
+    options_record: dict[str, Any] = {}
+    with torch.no_grad():
+        ref = pruned(**x, return_dict=False)[0]
+        for key, kwargs in (("precache_modulation", {"precache_modulation": True, "text_stream": True}),
+                            ("drop_text_stream", {"precache_modulation": False, "text_stream": False})):
+            if not getattr(options, key):
+                continue
+            variant = streamline(pruned, source.pooled_embeds, **kwargs)
+            diff = _max_diff(ref, variant(**x, return_dict=False)[0])
+            options_record[key] = {
+                "exact": key == "precache_modulation",
+                "requires_retraining": key == "drop_text_stream",
+                "max_abs_diff_vs_pruned": diff,
+                "params": count_params(variant),
+            }
+            variants[key] = (lambda v: (lambda: v(**x, return_dict=False)[0]))(variant)
+        combined_diff = _max_diff(ref, streamlined(**x, return_dict=False)[0])
+    if options.precache_modulation and options.drop_text_stream:
+        variants["streamlined"] = lambda: streamlined(**x, return_dict=False)[0]
+    return {
+        "folder": "streamlined",
+        "load": "pruneseek.export.StreamlinedSD3Transformer2DModel.from_pretrained(DIR / 'streamlined')",
+        "precache_modulation": options.precache_modulation,
+        "text_stream": not options.drop_text_stream,
+        "timestep": ONE_STEP_T if options.precache_modulation else None,
+        "exact": not options.drop_text_stream,
+        "requires_retraining": options.drop_text_stream,
+        "max_abs_diff_vs_pruned": combined_diff,
+        "params": count_params(streamlined),
+        "options": options_record,
+    }
+
+
+def _measure(source: ExportSource, full: nn.Module, pruned: nn.Module, variants: dict[str, Any],
+             record: dict[str, Any], device, options: ExportOptions) -> dict[str, Any]:
+    """Parameters, MACs and interleaved latency of every variant, and their ratios to the full model."""
+    macs = {name: count_macs(fn) for name, fn in variants.items()}
+    latency = interleaved_latency(variants, rounds=options.rounds, device=str(device))
+    return {
+        "input": {"latent_side": options.measure_latent, "batch": 1,
+                  "context_tokens": int(source.prompt_embeds.shape[1]), "device": str(device),
+                  "dtype": str(next(full.parameters()).dtype).replace("torch.", "")},
+        "params": {"full": count_params(full), "pruned": count_params(pruned),
+                   **{k: v["params"] for k, v in (record["streamlined"] or {}).get("options", {}).items()},
+                   **({"streamlined": record["streamlined"]["params"]} if "streamlined" in variants else {})},
+        "macs": macs,
+        "latency": latency,
+        "latency_over_full": {k: v["median_s"] / latency["full"]["median_s"] for k, v in latency.items()},
+        "macs_over_full": {k: v / macs["full"] for k, v in macs.items()},
+    }
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder to ``out``; a folder already there is moved aside first, then deleted."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "previous")
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def base_and_lora(model: nn.Module, adapter: str = "default") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -435,9 +435,39 @@ def load_tsdsr(
     ``sample`` / ``seed``: how the encoder draws the latent (:class:`VAEEncoder`). A transformer that is not
     24 blocks (a test model) loads too; ``info["num_layers"]`` and ``info["sd3_medium"]`` say what it is.
     """
-    from diffusers import AutoencoderKL, SD3Transformer2DModel
+    from diffusers import AutoencoderKL, SD3Transformer2DModel  # noqa: F401 (fail early when diffusers is missing)
 
     base, lora, embeddings = Path(base), Path(lora), Path(embeddings)
+    tconfig = _check_local_files(base, lora, embeddings)
+    t_tensors, t_rank, v_tensors, v_rank = _read_lora_files(lora, rank, vae_rank)
+    prompt, pooled = _read_embeddings(embeddings, tconfig, base)
+    transformer, vae = _load_base_models(base)
+    base_params = sum(p.numel() for p in transformer.parameters())
+
+    t_layers = _apply_lora(transformer, TSDSR_TRANSFORMER_TARGETS, t_tensors, t_rank, lora / TRANSFORMER_FILE, base)
+    v_layers = _apply_lora(vae, TSDSR_VAE_TARGETS, v_tensors, v_rank, lora / VAE_FILE, base)
+    lora_info = _lora_info(t_rank, t_layers, t_tensors, v_rank, v_layers, v_tensors)
+    del t_tensors, v_tensors
+
+    _finish_models(transformer, vae, device, dtype, merge)
+    scaling = float(vae.config.scaling_factor)
+    multiple = 2 ** (len(vae.config.block_out_channels) - 1) * int(transformer.config.patch_size)
+    info = _target_info(base, lora, embeddings, transformer, vae, prompt, base_params, lora_info, merge,
+                        sample, seed, multiple, dtype)
+    return SRTarget(
+        name="tsdsr",
+        transformer=transformer,
+        prompt_embeds=prompt.to(device, dtype),
+        pooled_embeds=pooled.to(device, dtype),
+        encoder=VAEEncoder(vae, scaling, multiple, sample=sample, seed=seed),
+        decoder=VAEDecoder(vae, scaling),
+        lora_targets=list(t_layers),
+        info=info,
+    )
+
+
+def _check_local_files(base: Path, lora: Path, embeddings: Path) -> dict:
+    """``base`` is a local folder and every file is there; the base transformer's config (the VAE's is checked)."""
     if not base.is_dir():
         raise TargetError(
             f"base {base} is not a local folder; download SD3-medium in diffusers layout "
@@ -445,8 +475,14 @@ def load_tsdsr(
         )
     _check_files(base, lora, embeddings)
     tconfig = _read_config(base / "transformer", "SD3Transformer2DModel", "base/transformer")
-    vconfig = _read_config(base / "vae", "AutoencoderKL", "base/vae")
+    _read_config(base / "vae", "AutoencoderKL", "base/vae")
+    return tconfig
 
+
+def _read_lora_files(
+    lora: Path, rank: int | None, vae_rank: int | None
+) -> tuple[dict[str, torch.Tensor], int, dict[str, torch.Tensor], int]:
+    """TSD-SR's transformer and VAE LoRA tensors with their ranks; the VAE file must adapt only the encoder."""
     t_tensors, t_rank = read_tsdsr_lora(lora / TRANSFORMER_FILE, rank)
     v_tensors, v_rank = read_tsdsr_lora(lora / VAE_FILE, vae_rank)
     bad_v = [k for k in v_tensors if not k.startswith(f"{KEY_PREFIX}encoder.") and not k.startswith(f"{KEY_PREFIX}quant_conv.")]
@@ -455,7 +491,11 @@ def load_tsdsr(
             f"{lora / VAE_FILE}: keys outside the VAE encoder: {_shown(bad_v)}; TSD-SR's VAE LoRA adapts only the "
             "encoder ('transformer.encoder.…') — is this the transformer file?"
         )
+    return t_tensors, t_rank, v_tensors, v_rank
 
+
+def _read_embeddings(embeddings: Path, tconfig: dict, base: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt and pooled embeddings, shaped as the base transformer's config says."""
     joint = tconfig.get("joint_attention_dim", 4096)
     pooled_dim = tconfig.get("pooled_projection_dim", 2048)
     where = base / "transformer" / "config.json"
@@ -465,6 +505,12 @@ def load_tsdsr(
     pooled = _load_embedding(
         embeddings / POOLED_FILE, (1, pooled_dim), f"(1, pooled_projection_dim={pooled_dim}) per {where}"
     )
+    return prompt, pooled
+
+
+def _load_base_models(base: Path) -> tuple[nn.Module, nn.Module]:
+    """SD3's transformer and VAE (float32, local files only); their latent channels must agree."""
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
 
     try:
         transformer = SD3Transformer2DModel.from_pretrained(
@@ -481,15 +527,25 @@ def load_tsdsr(
             f"{base / 'vae' / 'config.json'}: latent_channels {vae.config.latent_channels} but the transformer takes "
             f"in_channels {transformer.config.in_channels}; base/vae and base/transformer must come from one SD3 model"
         )
-    base_params = sum(p.numel() for p in transformer.parameters())
+    return transformer, vae
 
-    t_layers = _apply_lora(transformer, TSDSR_TRANSFORMER_TARGETS, t_tensors, t_rank, lora / TRANSFORMER_FILE, base)
-    v_layers = _apply_lora(vae, TSDSR_VAE_TARGETS, v_tensors, v_rank, lora / VAE_FILE, base)
-    lora_targets = list(t_layers)
-    t_lora_params = sum(v.numel() for v in t_tensors.values())
-    v_lora_params = sum(v.numel() for v in v_tensors.values())
-    del t_tensors, v_tensors
 
+def _lora_info(t_rank: int, t_layers: dict, t_tensors: dict[str, torch.Tensor], v_rank: int, v_layers: dict,
+               v_tensors: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Rank, wrapped modules and parameters of the transformer's and the VAE's LoRA (for ``info``)."""
+    return {
+        "lora_rank": t_rank,
+        "lora_modules": len(t_layers),
+        "lora_params": sum(v.numel() for v in t_tensors.values()),
+        "vae_lora_rank": v_rank,
+        "vae_lora_modules": len(v_layers),
+        "vae_lora_params": sum(v.numel() for v in v_tensors.values()),
+    }
+
+
+def _finish_models(transformer: nn.Module, vae: nn.Module, device: str | torch.device, dtype: torch.dtype,
+                   merge: bool) -> None:
+    """Move both models to ``device``, merge the LoRA (float32) when asked, cast to ``dtype``, freeze for eval."""
     transformer.to(device)
     vae.to(device)
     if merge:
@@ -500,11 +556,13 @@ def load_tsdsr(
             model.to(dtype=dtype)
         model.eval().requires_grad_(False)
 
-    scaling = float(vae.config.scaling_factor)
-    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    multiple = vae_scale * int(transformer.config.patch_size)
+
+def _target_info(base: Path, lora: Path, embeddings: Path, transformer: nn.Module, vae: nn.Module,
+                 prompt: torch.Tensor, base_params: int, lora_info: dict[str, int], merge: bool, sample: bool,
+                 seed: int | None, multiple: int, dtype: torch.dtype) -> dict[str, Any]:
+    """The target's ``info``: where it came from, what it is, its LoRA and how it encodes."""
     config = {k: transformer.config.get(k) for k in SD3_MEDIUM}
-    info = {
+    return {
         "base": str(base),
         "lora": str(lora),
         "embeddings": str(embeddings),
@@ -517,28 +575,13 @@ def load_tsdsr(
         "num_layers": len(transformer.transformer_blocks),
         "sd3_medium": config == SD3_MEDIUM,
         "transformer_params": base_params,
-        "lora_rank": t_rank,
-        "lora_modules": len(t_layers),
-        "lora_params": t_lora_params,
-        "vae_lora_rank": v_rank,
-        "vae_lora_modules": len(v_layers),
-        "vae_lora_params": v_lora_params,
+        **lora_info,
         "merged": merge,
         "prompt_tokens": int(prompt.shape[1]),
-        "scaling_factor": scaling,
+        "scaling_factor": float(vae.config.scaling_factor),
         "shift_factor_unused": vae.config.get("shift_factor"),
         "latent": "sample" if sample else "mode",
         "seed": seed if sample else None,
         "multiple": multiple,
         "dtype": str(dtype).removeprefix("torch."),
     }
-    return SRTarget(
-        name="tsdsr",
-        transformer=transformer,
-        prompt_embeds=prompt.to(device, dtype),
-        pooled_embeds=pooled.to(device, dtype),
-        encoder=VAEEncoder(vae, scaling, multiple, sample=sample, seed=seed),
-        decoder=VAEDecoder(vae, scaling),
-        lora_targets=lora_targets,
-        info=info,
-    )
