@@ -71,6 +71,8 @@ class Mask:
     def from_keep(cls, keep: Sequence[int], num_layers: int, *, error: type[Exception] = MaskError) -> "Mask":
         """The mask keeping the layer indices ``keep`` (distinct, inside ``[0, num_layers)``)."""
         keep = sorted(int(i) for i in keep)
+        if not keep:
+            raise error("the mask keeps no layer; a pruned model needs at least one")
         if len(set(keep)) != len(keep):
             raise error(f"the kept layers repeat an index: {keep}")
         outside = [i for i in keep if not 0 <= i < num_layers]

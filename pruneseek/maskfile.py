@@ -40,13 +40,12 @@ from typing import Any
 import numpy as np
 
 from pruneseek import __version__
-from pruneseek.errors import PruneseekError, SpaceError
+from pruneseek.errors import MaskFileError, SpaceError
 from pruneseek.io import atomic_write_text, json_text
 from pruneseek.mask import Mask
 from pruneseek.spaces.blocks import BlockSpace
 from pruneseek.spaces.presets import SpacePreset, load_preset
 from pruneseek.spaces.transfer import TransferSpace
-from pruneseek.errors import MaskFileError  # noqa: F401 (raised here; defined with the others)
 
 FORMAT = "pruneseek.mask/v1"
 #: Per-block option probabilities must sum to 1 within this.

@@ -96,10 +96,11 @@ def _space(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from pruneseek.io import atomic_write_json
     from pruneseek.landscape.landscapes import FAMILIES
     from pruneseek.landscape.search_jax import SearchConfig
     from pruneseek.landscape.sweep import (ALGORITHMS, bench_landscape, log_stderr, plot_summary, run_sweep,
-                                           summary_table, write_json_atomic)
+                                           summary_table)
 
     if args.name is not None and not _NAME.fullmatch(args.name):
         raise PruneseekError(f"--name {args.name!r} must be letters, digits, '.', '_' or '-' (it names a file)")
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                         algorithms=args.algorithms or list(ALGORITHMS), seeds=args.seeds or 200, config=cfg,
                         ruggedness=args.ruggedness, coupling=args.coupling, name=args.name or name, log=log)
     stem = f"landscape-{summary['name']}"
-    path = write_json_atomic(args.out / f"{stem}.json", summary)
+    path = atomic_write_json(args.out / f"{stem}.json", summary)
     if not args.no_plot:
         plot_summary(summary, args.out / f"{stem}.png")
     if args.json:

@@ -33,6 +33,7 @@ from pruneseek.export.prune import ExportError, check_keep, prune_lora_state_dic
 from pruneseek.export.streamline import ONE_STEP_T, streamline
 from pruneseek.fingerprint import settings_hash
 from pruneseek.io import _umask, atomic_write_bytes, atomic_write_json, file_sha256
+from pruneseek.mask import Mask
 
 FORMAT = "pruneseek.export/v1"
 LORA_MODES = ("merged", "separate")
@@ -93,12 +94,10 @@ def read_mask(path: str | os.PathLike[str], model_name: str | None, num_layers: 
         raise ExportError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); pass a pruneseek mask file") from None
     if isinstance(doc, list) or (isinstance(doc, dict) and set(doc) == {"prune_mask"}):
         mask = mask_from_prune_list(doc if isinstance(doc, list) else doc["prune_mask"])
-        if len(mask) != num_layers:
-            raise ExportError(f"{path}: the prune_mask has {len(mask)} entries, but the model has {num_layers} layers")
-        return [i for i, v in enumerate(mask) if v], None, sha
+        return Mask.of(mask, num_layers, error=ExportError, what=f"{path}: the prune_mask").kept, None, sha
     mask_file = MaskFile.loads(text, where=path)
     mask_file.check_model(model_name, num_layers)
-    return list(mask_file.keep), mask_file, sha
+    return mask_file.mask_value.kept, mask_file, sha
 
 
 def _fingerprint(source: ExportSource, keep: Sequence[int], options: ExportOptions) -> str:

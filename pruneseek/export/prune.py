@@ -1,4 +1,4 @@
-"""Physically remove dropped blocks from SD3 transformer weights (TinySR §3.2; SPEC.md §2, §7).
+"""Physically remove dropped blocks from SD3 transformer weights (TinySR §3.2; docs/design.md §2, §7).
 
 Everything here works on state dicts and configs, so the same functions prune merged weights, an
 unmerged base and a TSD-SR LoRA file alike:
@@ -20,8 +20,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from pruneseek.errors import PruneseekError
-from pruneseek.errors import ExportError  # noqa: F401 (raised here; defined with the others)
+from pruneseek.errors import ExportError
+from pruneseek.mask import Mask
 
 _BLOCK = re.compile(r"^(?P<prefix>(?:.*\.)?transformer_blocks\.)(?P<index>\d+)\.(?P<rest>.+)$")
 #: Parameters of a joint block that a ``context_pre_only`` block does not have.
@@ -32,14 +32,7 @@ CONTEXT_NORM = "norm1_context.linear."
 
 def check_keep(keep: Sequence[int], num_layers: int) -> list[int]:
     """Sorted, distinct kept indices inside ``[0, num_layers)``; at least one block."""
-    keep = sorted(int(i) for i in keep)
-    if not keep:
-        raise ExportError("the mask keeps no block; a pruned transformer needs at least one")
-    if len(set(keep)) != len(keep):
-        raise ExportError(f"the kept layers repeat an index: {keep}")
-    if keep[0] < 0 or keep[-1] >= num_layers:
-        raise ExportError(f"kept layer {keep[-1] if keep[-1] >= num_layers else keep[0]} is outside a {num_layers}-layer model")
-    return keep
+    return Mask.from_keep(keep, num_layers, error=ExportError).kept
 
 
 def pruned_config(config: Mapping, keep: Sequence[int]) -> dict:

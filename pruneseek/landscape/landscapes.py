@@ -25,9 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pruneseek.errors import PruneseekError
+from pruneseek.errors import LandscapeError
 from pruneseek.spaces import BlockSpace, TransferSpace
-from pruneseek.errors import LandscapeError  # noqa: F401 (raised here; defined with the others)
 
 
 

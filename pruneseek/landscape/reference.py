@@ -1,4 +1,4 @@
-"""Plain numpy/Python reference implementations of the TinySR rules (SPEC.md §5), written from the text.
+"""Plain numpy/Python reference implementations of the TinySR rules (docs/design.md §5), written from the text.
 
 Loop-based and float64, independent of the vectorised JAX code in :mod:`pruneseek.landscape.search_jax`
 (which the tests check against these): per-layer marginals, the candidate masks [m⁻, m, m⁺] of each pair

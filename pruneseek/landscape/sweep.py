@@ -277,11 +277,6 @@ def _environment() -> dict[str, Any]:
 
 
 # ----- output --------------------------------------------------------------------------------------
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write strict JSON to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    return atomic_write_json(path, data)
-
-
 def summary_table(summary: dict[str, Any]) -> str:
     """A plain-text table: one row per (family, algorithm)."""
     lines = [f"landscape sweep '{summary['name']}': {summary['space']['description']}, "
@@ -388,7 +383,7 @@ def bench_landscape(seeds: int = 1000, steps: int = 500, space: BlockSpace | Non
         "note": "steady-state throughput after compilation; the machine's other load is in environment",
     }
     if out is not None:
-        write_json_atomic(out, result)
+        atomic_write_json(out, result)
     return result
 
 

@@ -1,4 +1,4 @@
-"""``flux-lite``: remove the blocks that change their input least, by mean squared error (SPEC.md §6).
+"""``flux-lite``: remove the blocks that change their input least, by mean squared error (docs/design.md §6).
 
 Source: D. Verdú, J. M. (Freepik), "Flux.1 Lite: Distilling Flux1.dev for Efficient Text-to-Image
 Generation", 2024 (huggingface.co/Freepik/flux.1-lite-8B-alpha): the MSE between each transformer

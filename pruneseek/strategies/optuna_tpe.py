@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from pruneseek import recipes
 from pruneseek.engine import SearchResult
 from pruneseek.errors import StrategyError
 from pruneseek.strategies.registry import register
@@ -45,14 +46,14 @@ class OptunaTPE(MaskLossSearch):
         "Bergstra et al. Algorithms for Hyper-Parameter Optimization. NeurIPS 2011 (TPE); Akiba et al. Optuna. "
         "KDD 2019 (optuna.samplers.TPESampler)"
     )
-    defaults = {"n_trials": 100, "score_batches": 8, "progress": True}
+    defaults = {"n_trials": 100, "score_batches": recipes.SCORING["score_batches"]}
     budget = "n_trials"
 
     def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
         optuna = import_optuna()
         space = problem.space
         losses = self.mask_losses(problem)
-        bar = tqdm(total=self.settings["n_trials"], desc=self.name, disable=not self.settings["progress"], leave=False)
+        bar = tqdm(total=self.settings["n_trials"], desc=self.name, disable=not problem.progress, leave=False)
 
         def objective(trial) -> float:
             ranks = tuple(

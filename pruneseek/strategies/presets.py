@@ -23,10 +23,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
-from pruneseek.errors import PresetError
 from pruneseek.resources import bundled_dir
 from pruneseek.strategies.registry import available, get_strategy, strategy_class
-from pruneseek.errors import StrategyError, StrategyPresetError  # noqa: F401 (StrategyPresetError: re-exported)
+from pruneseek.errors import StrategyError, StrategyPresetError
 
 _TOP_KEYS = ("name", "source", "description", "settings")
 

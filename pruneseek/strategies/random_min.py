@@ -1,4 +1,4 @@
-"""``random-min``: the best of many random masks by calibration loss (SPEC.md §6, "perturbation").
+"""``random-min``: the best of many random masks by calibration loss (docs/design.md §6, "perturbation").
 
 Source: the "perturbation-based" baseline of TinySR (§4, Table 2: "We randomly prune models and select one
 with minimal task loss"); TinyFusion's random-pruning baseline is in the same spirit (Fang et al.,
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
+from pruneseek import recipes
 from pruneseek.engine import SearchResult
 from pruneseek.strategies.registry import register
 from pruneseek.strategies.base import SearchProblem
@@ -28,14 +29,14 @@ class RandomMin(MaskLossSearch):
         "TinySR (Table 2, 'Random-Min': random pruning, the mask with minimal task loss); TinyFusion "
         "(Fang et al. arXiv:2412.01199, 2024) random-pruning baseline"
     )
-    defaults = {"num_masks": 100, "score_batches": 8, "progress": True}
+    defaults = {"num_masks": 100, "score_batches": recipes.SCORING["score_batches"]}
     budget = "num_masks"
 
     def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
         losses = self.mask_losses(problem)
         masks = problem.space.sample(self.settings["num_masks"], np.random.default_rng(seed))
         best = None
-        for mask in tqdm(masks, desc=self.name, disable=not self.settings["progress"], leave=False):
+        for mask in tqdm(masks, desc=self.name, disable=not problem.progress, leave=False):
             loss = losses(mask.tobytes(), mask)
             if best is None or loss < best[0]:
                 best = (loss, mask)

@@ -1,4 +1,4 @@
-"""What the score-based baselines share (SPEC.md §6): per-layer statistics read off the full model, and
+"""What the score-based baselines share (docs/design.md §6): per-layer statistics read off the full model, and
 the rule that turns per-layer scores into a mask.
 
 Scores are "higher = more important". :func:`select_by_scores` removes the lowest-scoring layers, either

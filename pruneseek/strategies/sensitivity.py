@@ -1,4 +1,4 @@
-"""``sensitivity``: remove the blocks whose removal alone hurts the calibration loss least (SPEC.md §6).
+"""``sensitivity``: remove the blocks whose removal alone hurts the calibration loss least (docs/design.md §6).
 
 Source: the "metric"-family baseline of TinySR Table 2 ("Sensitivity Analysis", which TinySR cites as
 S. Han, J. Pool, J. Tran, W. Dally, "Learning both Weights and Connections for Efficient Neural
@@ -46,8 +46,8 @@ class Sensitivity(ScoreStrategy):
         "Sensitivity analysis (Han, Pool, Tran, Dally. Learning both Weights and Connections for Efficient Neural "
         "Networks. NeurIPS 2015), on whole blocks; the 'Sensitivity' baseline of TinySR Table 2"
     )
-    defaults = {**SCORE_DEFAULTS, "progress": True}
+    defaults = dict(SCORE_DEFAULTS)
 
     def layer_scores(self, problem: SearchProblem, batches, meter: CostMeter) -> tuple[list[float], list[float]]:
-        full, losses = drop_one_losses(problem, batches, meter, bool(self.settings["progress"]), self.name)
+        full, losses = drop_one_losses(problem, batches, meter, problem.progress, self.name)
         return [loss - full for loss in losses], [full, *losses]

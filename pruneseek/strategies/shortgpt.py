@@ -1,4 +1,4 @@
-"""``shortgpt``: remove the blocks whose output is most similar to their input (SPEC.md §6, "similarity").
+"""``shortgpt``: remove the blocks whose output is most similar to their input (docs/design.md §6, "similarity").
 
 Source: X. Men, M. Xu, Q. Zhang, B. Wang, H. Lin, Y. Lu, X. Han, W. Chen, "ShortGPT: Layers in Large
 Language Models are More Redundant Than You Expect", arXiv:2403.03853 (2024), §3 (Block Influence); as

@@ -1,4 +1,4 @@
-"""TSD-SR, the real target: SD3-medium + TSD-SR's LoRA, loaded from the user's local files (SPEC.md §7, §8).
+"""TSD-SR, the real target: SD3-medium + TSD-SR's LoRA, loaded from the user's local files (docs/design.md §7, §8).
 
 What this reproduces, from the authors' code (``Microtreei/TSD-SR``: ``test/test_tsdsr.py`` for inference,
 ``train/train.py`` for how the files are written, ``utils/util.py`` for how they are read back):
@@ -46,9 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruneseek.errors import PruneseekError
+from pruneseek.errors import TargetError
 from pruneseek.targets.base import SRTarget
-from pruneseek.errors import TargetError  # noqa: F401 (raised here; defined with the others)
 
 
 
@@ -89,7 +88,7 @@ TRANSFORMER_FILE = "transformer.safetensors"
 VAE_FILE = "vae.safetensors"
 PROMPT_FILE = "prompt_embeds.pt"
 POOLED_FILE = "pool_embeds.pt"
-#: SD3-medium's transformer config (SPEC.md §7); a base that differs is still loaded, and ``info`` says so.
+#: SD3-medium's transformer config (docs/design.md §7); a base that differs is still loaded, and ``info`` says so.
 SD3_MEDIUM = dict(
     sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64, num_attention_heads=24,
     joint_attention_dim=4096, caption_projection_dim=1536, pooled_projection_dim=2048, out_channels=16,
