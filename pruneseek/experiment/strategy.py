@@ -26,6 +26,7 @@ def strategy_settings(strategy: str, steps: int, *, mini: bool = True, rule: str
     """
     if is_preset_path(strategy):
         name, from_file = load_strategy_preset(strategy)
+        from_file.pop("progress", None)  # a display option; presets saved before it left the settings carry it
     else:
         name, from_file = strategy, {}
     defaults = strategy_class(name).defaults
