@@ -22,11 +22,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from pruneseek import recipes
 from pruneseek.errors import EngineError
 from pruneseek.spaces import BlockSpace
 
 #: The reference code's initial logit (constant for every option).
-INIT_LOGIT = 0.02
+INIT_LOGIT = recipes.LEARNED_MASK["init_logit"]
 
 
 def option_tables(space: BlockSpace, dtype: torch.dtype = torch.float32, device=None) -> list[torch.Tensor]:
@@ -188,7 +189,7 @@ class LogitEMA:
     Starts at the initial logits (docs/design.md §4: decay 0.999; the decision reads the EMA).
     """
 
-    def __init__(self, logits: Sequence[torch.Tensor], decay: float = 0.999):
+    def __init__(self, logits: Sequence[torch.Tensor], decay: float = recipes.LEARNED_MASK["ema_decay"]):
         if not 0.0 <= decay < 1.0:
             raise EngineError(f"EMA decay must lie in [0, 1), got {decay}")
         self.decay = float(decay)

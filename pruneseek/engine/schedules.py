@@ -15,12 +15,13 @@ import bisect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+from pruneseek import recipes
 from pruneseek.errors import EngineError
 
 Schedule = Callable[[int], float]
 
 #: Reference τ annealing (TinyFusion): 4 → 0.1, linear over the run.
-TAU_START, TAU_END = 4.0, 0.1
+TAU_START, TAU_END = recipes.TAU_START, recipes.TAU_END
 #: Reference logit scaling (TinyFusion): constant 100.
 SCALING = 100.0
 

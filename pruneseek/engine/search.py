@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from pruneseek import recipes
 from pruneseek.errors import EngineError, NonFiniteLossError
 from pruneseek.engine.checkpoint import Checkpointing, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pruneseek.engine.distributed import DataParallel
@@ -143,33 +144,33 @@ class MaskLearner(nn.Module):
 
 @dataclass
 class SearchConfig:
-    """Hyperparameters of one search (defaults: TinyFusion's recipe, docs/design.md §4)."""
+    """Hyperparameters of one search (defaults: TinyFusion's recipe, :data:`pruneseek.recipes.LEARNED_MASK`)."""
 
     steps: int = 100
     #: τ schedule: a number, callable or schedule mapping; ``None`` = linear 4 → 0.1 over the run.
     tau: Any = None
     #: Logit scaling schedule (constant 100).
-    scaling: Any = 100.0
+    scaling: Any = recipes.LEARNED_MASK["scaling"]
     #: "lora" (train LoRA adapters only), "full" (all model parameters) or "frozen" (none).
-    weight_update: str = "lora"
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
+    weight_update: str = recipes.LEARNED_MASK["weight_update"]
+    lora_rank: int = recipes.LEARNED_MASK["lora_rank"]
+    lora_alpha: float = recipes.LEARNED_MASK["lora_alpha"]
     #: Module names for LoRA; ``None`` = every ``nn.Linear`` inside the stack's blocks.
     lora_targets: Sequence[str] | None = None
-    lora_init: bool | str = True
+    lora_init: bool | str = recipes.LEARNED_MASK["lora_init"]
     #: After the search: "discard" the adapters (model as given), "merge" them into the weights, or "keep".
-    lora_after: str = "discard"
-    weight_lr: float = 1e-4
+    lora_after: str = recipes.LEARNED_MASK["lora_after"]
+    weight_lr: float = recipes.LEARNED_MASK["weight_lr"]
     #: Gate (and q) learning rate; TinyFusion uses 10× the weight lr.
-    gate_lr: float = 1e-3
-    weight_decay: float = 0.0
+    gate_lr: float = recipes.LEARNED_MASK["gate_lr"]
+    weight_decay: float = recipes.LEARNED_MASK["weight_decay"]
     #: Gradient-norm clip over all trainable parameters; 0 or ``None`` disables clipping.
-    clip_norm: float | None = 1.0
-    ema_decay: float = 0.999
-    mode: str = "blend"
+    clip_norm: float | None = recipes.LEARNED_MASK["clip_norm"]
+    ema_decay: float = recipes.LEARNED_MASK["ema_decay"]
+    mode: str = recipes.LEARNED_MASK["mode"]
     seed: int = 0
     #: Largest number of consecutive non-finite steps tolerated; one more stops the run.
-    max_nonfinite: int = 10
+    max_nonfinite: int = recipes.LEARNED_MASK["max_nonfinite"]
     progress: bool = True
     desc: str = "mask search"
 
