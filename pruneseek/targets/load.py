@@ -2,9 +2,11 @@
 
 ``search``, ``export``, ``compare`` and ``tune`` all name their model the same way: nothing (the bundled
 tsdsr-mini teacher), ``--weights FILE`` (other tsdsr-mini weights), or ``--base``, ``--lora`` and
-``--embeddings`` together (the real TSD-SR from local files, :mod:`pruneseek.targets.tsdsr`). A
-:class:`TargetSource` holds that choice, checks it, loads the :class:`~pruneseek.targets.base.SRTarget`, and
-says what identifies the weights (for fingerprints and records).
+``--embeddings`` together (the real TSD-SR from local files, :mod:`pruneseek.targets.tsdsr`). A pruned model
+folder written by ``pruneseek export`` (``pruned=DIR``) loads the same way: its transformer and prompt
+embeddings from the folder, its latent space from its source (tsdsr-mini's pixel shuffle, or the real
+TSD-SR's VAE from ``--base``/``--lora``). A :class:`TargetSource` holds that choice, checks it, loads the
+:class:`~pruneseek.targets.base.SRTarget`, and says what identifies the weights (for fingerprints and records).
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ class TargetSource:
     lora: Path | None = None
     embeddings: Path | None = None
     device: str = "cpu"
+    #: A pruned model folder written by ``pruneseek export`` (its ``EXPORT.json`` names the source model).
+    pruned: Path | None = None
 
     def __post_init__(self) -> None:
         real = [self.base, self.lora, self.embeddings]
@@ -31,6 +35,8 @@ class TargetSource:
             raise TargetError("the real TSD-SR needs all of --base, --lora and --embeddings (local folders)")
         if any(real) and self.weights is not None:
             raise TargetError("--weights names tsdsr-mini weights; it cannot be combined with --base/--lora/--embeddings")
+        if self.pruned is not None and self.weights is not None:
+            raise TargetError("--weights names full tsdsr-mini weights; a pruned folder carries its own weights")
 
     @property
     def is_real(self) -> bool:
@@ -46,6 +52,8 @@ class TargetSource:
 
     def load(self, merge_lora: bool = True):
         """The :class:`~pruneseek.targets.base.SRTarget` (TSD-SR's LoRA merged unless ``merge_lora`` is False)."""
+        if self.pruned is not None:
+            return load_pruned(Path(self.pruned), self)
         if self.is_real:
             from pruneseek.targets.tsdsr import load_tsdsr
 
@@ -74,3 +82,46 @@ class TargetSource:
             return {"base": str(Path(self.base).resolve()), "lora_sha256": file_sha256(Path(self.lora) / TRANSFORMER_FILE),
                     "embeddings_sha256": [file_sha256(emb / PROMPT_FILE), file_sha256(emb / POOLED_FILE)]}
         return {"weights": self.mini_weights.name, "weights_sha256": file_sha256(self.mini_weights)}
+
+
+def export_record(folder: Path) -> dict[str, Any]:
+    """The ``EXPORT.json`` of a pruned model folder (a clear error when the folder is not one)."""
+    import json
+
+    record_path = folder / "EXPORT.json"
+    if not folder.is_dir():
+        raise TargetError(f"{folder} is not a folder; give a folder written by 'pruneseek export'")
+    if not record_path.is_file():
+        raise TargetError(f"{folder} has no EXPORT.json: not a folder written by 'pruneseek export'")
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        record["source"]["model"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TargetError(f"{record_path}: not a readable export record ({type(exc).__name__}: {exc}); export again")
+    return record
+
+
+def load_pruned(folder: Path, source: TargetSource):
+    """A pruned folder as an :class:`~pruneseek.targets.base.SRTarget`: the folder's transformer (plain diffusers
+    ``from_pretrained``) and prompt embeddings, in the latent space of the model it was exported from."""
+    import torch
+    from diffusers import SD3Transformer2DModel
+
+    from pruneseek.targets.base import SRTarget
+
+    record = export_record(folder)
+    model = record["source"]["model"]
+    if model == "tsdsr" and not source.is_real:
+        raise TargetError(f"{folder} was exported from the real TSD-SR; give --base, --lora and --embeddings for its "
+                          "VAE (the transformer comes from the folder)")
+    full = source.load() if model == "tsdsr" else TargetSource(device=source.device).load()
+    try:
+        transformer = SD3Transformer2DModel.from_pretrained(str(folder)).to(source.device).eval()
+        prompt = torch.load(folder / "embeddings" / "prompt_embeds.pt", map_location="cpu", weights_only=True)
+        pooled = torch.load(folder / "embeddings" / "pool_embeds.pt", map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise TargetError(f"{folder}: cannot load the pruned model ({type(exc).__name__}: {exc}); export again")
+    info = {"pruned": str(folder), "export": {k: record.get(k) for k in ("source", "mask", "params")}}
+    return SRTarget(name=f"{full.name}-pruned", transformer=transformer, prompt_embeds=prompt.to(source.device),
+                    pooled_embeds=pooled.to(source.device), encoder=full.encoder, decoder=full.decoder,
+                    lora_targets=[], info=info)
