@@ -85,3 +85,7 @@ EVAL = {"crop": 192, "seeds": (0, 1, 2, 3, 4, 5), "tile": 64}
 
 #: Teacher training (``pruneseek teacher train``): AdamW with a cosine learning rate lr → min_lr.
 TEACHER: dict[str, Any] = {"steps": 1500, "batch": 8, "lr": 1e-3, "min_lr": 1e-5, "crop_size": 64, "clip_norm": 1.0}
+
+#: Retraining a pruned model, stage 1 (TinySR supplement eq. A.4: AdamW at 1e-4). TinySR trains for 100k steps on
+#: 8 GPUs; the default here suits the bundled miniature on a CPU. LoRA rank 64 is TSD-SR's.
+RETRAIN: dict[str, Any] = {"steps": 300, "batch": 4, "lr": 1e-4, "lora_rank": 64}

@@ -10,7 +10,7 @@ TSD-SR's VAE from ``--base``/``--lora``). A :class:`TargetSource` holds that cho
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,7 @@ def load_pruned(folder: Path, source: TargetSource):
     if model == "tsdsr" and not source.is_real:
         raise TargetError(f"{folder} was exported from the real TSD-SR; give --base, --lora and --embeddings for its "
                           "VAE (the transformer comes from the folder)")
-    full = source.load() if model == "tsdsr" else TargetSource(device=source.device).load()
+    full = replace(source, pruned=None).load() if model == "tsdsr" else TargetSource(device=source.device).load()
     try:
         transformer = SD3Transformer2DModel.from_pretrained(str(folder)).to(source.device).eval()
         prompt = torch.load(folder / "embeddings" / "prompt_embeds.pt", map_location="cpu", weights_only=True)

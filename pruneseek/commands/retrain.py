@@ -1,0 +1,80 @@
+"""`pruneseek retrain`: retrain a pruned folder by distilling the teacher's latents (stage 1, docs/design.md §9).
+
+Parses the options into :class:`~pruneseek.experiment.retrain.RetrainSettings`, runs
+:func:`~pruneseek.experiment.retrain.run_retrain` and prints where the retrained model went.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pruneseek import recipes
+from pruneseek.commands.args import (add_target_arguments, command_parser, nonnegative_float, nonnegative_int,
+                                     positive_float, positive_int, target_source)
+
+HELP = "retrain a pruned folder from 'pruneseek export' (stage 1: L1 to the teacher's latents)"
+DESCRIPTION = (
+    "Fine-tune the pruned model written by 'pruneseek export' so that its output latents match the unpruned "
+    "teacher's (TinySR's stage 1), on the search's calibration data, and write it as a new folder in the same "
+    "layout plus RETRAIN.json. The teacher comes from the same model options as 'search'."
+)
+EXAMPLES = """examples:
+  pruneseek retrain --from pruned-mini --out retrained-mini                 # tsdsr-mini, full fine-tuning
+  pruneseek retrain --from pruned-mini --out retrained-mini --weight-update lora --lora-rank 16
+  pruneseek retrain --from pruned-mini --out retrained-mini --checkpoint-every 50        # resumable
+  pruneseek retrain --from pruned-mini --out retrained-mini --checkpoint-every 50 --resume
+  pruneseek retrain --from PRUNED_DIR --out DIR --base SD3_DIR --lora TSDSR_LORA_DIR --embeddings EMB_DIR \\
+                    --data HR_IMAGES --crop-size 512 --weight-update lora --device cuda
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = command_parser(sub, "retrain", HELP, DESCRIPTION, EXAMPLES)
+    p.add_argument("--from", dest="pruned", type=Path, required=True, metavar="EXPORT_DIR",
+                   help="pruned model folder written by 'pruneseek export'")
+    p.add_argument("--out", type=Path, required=True, help="output folder (the export's layout + RETRAIN.json)")
+    p.add_argument("--steps", type=positive_int, default=recipes.RETRAIN["steps"],
+                   help=f"optimisation steps (default {recipes.RETRAIN['steps']})")
+    p.add_argument("--batch", type=positive_int, default=recipes.RETRAIN["batch"],
+                   help=f"crops per step (default {recipes.RETRAIN['batch']})")
+    p.add_argument("--lr", type=positive_float, default=recipes.RETRAIN["lr"],
+                   help=f"AdamW learning rate (default {recipes.RETRAIN['lr']:g}, TinySR eq. A.4's)")
+    p.add_argument("--weight-update", choices=["full", "lora"], default="full",
+                   help="train every weight (full, default) or LoRA adapters merged at the end")
+    p.add_argument("--lora-rank", type=positive_int, default=recipes.RETRAIN["lora_rank"],
+                   help=f"LoRA rank and alpha with --weight-update lora (default {recipes.RETRAIN['lora_rank']}, "
+                        "TSD-SR's)")
+    p.add_argument("--ema-decay", type=nonnegative_float, default=None,
+                   help="EMA decay of the weights the output holds (default: spans the last tenth of the run; 0: off)")
+    p.add_argument("--crops", type=positive_int, default=recipes.SEARCH["crops"],
+                   help=f"calibration crops (default {recipes.SEARCH['crops']})")
+    p.add_argument("--crop-size", type=positive_int, default=recipes.SEARCH["crop_size"],
+                   help=f"HR crop side in pixels (default {recipes.SEARCH['crop_size']})")
+    p.add_argument("--data", type=Path, help="folder of HR images (default: the built-in photographs, train split)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
+                   help="save the whole training state to OUT/checkpoint/ every N steps and at the end (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out with the same settings")
+    p.add_argument("--force", action="store_true", help="replace an --out folder that holds other files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_target_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pruneseek.experiment.retrain import RetrainSettings, run_retrain
+
+    settings = RetrainSettings(
+        pruned=args.pruned, out=args.out, source=target_source(args), steps=args.steps, batch=args.batch, lr=args.lr,
+        weight_update=args.weight_update, lora_rank=args.lora_rank, ema_decay=args.ema_decay, crops=args.crops,
+        crop_size=args.crop_size, data=args.data, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, force=args.force, progress=not args.quiet,
+    )
+    doc = run_retrain(settings)
+    loss = doc["loss"]
+    print(f"{doc['steps']} steps in {doc['seconds']:.0f} s; L1 to the teacher's latent {loss['first']:.4g} -> "
+          f"{loss['last']:.4g} (mean of the first and last tenth); {doc['trainable_parameters']:,} trained parameters")
+    if loss["nonfinite_steps"]:
+        print(f"note: {loss['nonfinite_steps']} steps had a non-finite loss and were skipped")
+    print(f"wrote {args.out} (load: SD3Transformer2DModel.from_pretrained('{args.out}'); RETRAIN.json, loss.png)")
+    return 0

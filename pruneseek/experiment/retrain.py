@@ -1,0 +1,302 @@
+"""Retraining a pruned model, stage 1 of TinySR's recipe: distil the teacher's output latents (docs/design.md §9).
+
+The student is a pruned folder written by ``pruneseek export`` (its kept blocks, renumbered; plain diffusers);
+the teacher is the unpruned model named by the model options (:class:`~pruneseek.targets.load.TargetSource`).
+On the calibration data of ``pruneseek search`` (LR crops of the built-in photographs or ``--data``, the
+teacher's output latents cached, :mod:`pruneseek.latents`) each step minimises
+
+    L = ‖z_stu − z_tea‖₁                       (TinySR supplement, arXiv:2508.17434, eq. A.4)
+
+with AdamW (lr 1e-4, weight decay 0, gradient-norm clip 1) through the one training step of
+:mod:`pruneseek.training` (non-finite steps skipped and counted). Every transformer weight trains (``full``), or
+LoRA adapters on the target's LoRA names (``lora``; merged into the weights at the end). An exponential
+moving average of the trained weights (decay ``ema_decay``, by default spanning the last tenth of the run as in
+the search; 0 turns it off) is what the output holds.
+
+Exact resume: with ``checkpoint_every`` the loop saves weights, EMA, optimiser, RNG state, step and loss
+history atomically (:mod:`pruneseek.engine.checkpoint`); ``resume`` continues a killed run and ends with the
+same weights as an uninterrupted one. The output folder has the export's layout (it loads with
+``SD3Transformer2DModel.from_pretrained`` and with ``TargetSource(pruned=...)``) plus ``RETRAIN.json`` (recipe,
+steps, losses, data, the source export's fingerprint) and ``loss.png``; it is written into a temporary folder
+and renamed at the end. Not yet here (issue 14): stage 2 (perceptual + GAN), PocketSR's annealing and feature
+distillation, data parallelism, autocast and gradient checkpointing.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from pruneseek import recipes
+from pruneseek.errors import PruneseekError
+from pruneseek.targets.load import TargetSource, export_record
+
+FORMAT = "pruneseek.retrain/v1"
+#: Files of the export folder carried into the output unchanged (besides the retrained weights).
+CARRIED = ("prune_mask.json", "mask.json", "EXPORT.json", "embeddings")
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """One stage-1 retraining run (defaults: :data:`pruneseek.recipes.RETRAIN`)."""
+
+    pruned: Path
+    out: Path
+    source: TargetSource = field(default_factory=TargetSource)
+    steps: int = recipes.RETRAIN["steps"]
+    batch: int = recipes.RETRAIN["batch"]
+    lr: float = recipes.RETRAIN["lr"]
+    weight_update: str = "full"
+    lora_rank: int = recipes.RETRAIN["lora_rank"]
+    #: EMA decay of the weights (None: :func:`pruneseek.recipes.ema_decay_for` the run length; 0: no EMA).
+    ema_decay: float | None = None
+    crops: int = recipes.SEARCH["crops"]
+    crop_size: int = recipes.SEARCH["crop_size"]
+    data: Path | None = None
+    seed: int = 0
+    checkpoint_every: int = 0
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+
+    @property
+    def decay(self) -> float:
+        """The EMA decay in effect."""
+        return recipes.ema_decay_for(self.steps) if self.ema_decay is None else float(self.ema_decay)
+
+    def recipe(self) -> dict[str, Any]:
+        """What the retrained weights depend on (recorded, and checked on resume)."""
+        keys = ("steps", "batch", "lr", "weight_update", "lora_rank", "crops", "crop_size", "seed")
+        return {k: asdict(self)[k] for k in keys} | {"ema_decay": self.decay, "loss": "L1(z_stu, z_tea) (TinySR eq. A.4)",
+                                                      "optimizer": "AdamW, weight decay 0, clip 1.0"}
+
+
+def check_settings(s: RetrainSettings) -> None:
+    """Refuse bad settings and an output folder that holds something else, before any work."""
+    if s.weight_update not in ("full", "lora"):
+        raise PruneseekError(f"--weights-update must be full or lora, got {s.weight_update!r}")
+    if not 0 <= s.decay < 1:
+        raise PruneseekError(f"--ema-decay must lie in [0, 1), got {s.decay}")
+    if s.batch > s.crops:
+        raise PruneseekError(f"--batch {s.batch} exceeds the {s.crops} calibration crops; use more --crops")
+    export_record(Path(s.pruned))  # a readable export folder, before anything is created
+    if Path(s.out).resolve() == Path(s.pruned).resolve():
+        raise PruneseekError("--out must differ from --from: the retrained model is written as a new folder")
+    out = Path(s.out)
+    if out.exists() and not s.force and not s.resume and any(p.name != "checkpoint" for p in out.iterdir()):
+        raise PruneseekError(f"{out} already holds files; choose another --out, or pass --force to replace it")
+    out.mkdir(parents=True, exist_ok=True)  # checked writable before the work starts
+
+
+class _EMA:
+    """Exponential moving average of parameters (decay 0: the parameters themselves)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float):
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            s.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            p.copy_(s)
+
+
+@dataclass
+class _Run:
+    """The state of one retraining run."""
+
+    settings: RetrainSettings
+    teacher: Any
+    student: Any
+    data: dict
+    params: list
+    trainer: Any
+    ema: _EMA | None
+    record: dict
+    history: list[float] = field(default_factory=list)
+    first_step: int = 0
+    earlier_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _lora_targets(student, real: bool) -> list[str]:
+    """TSD-SR's ten module names on the real model; every linear layer of the blocks on tsdsr-mini."""
+    from pruneseek.targets.tsdsr import TSDSR_TRANSFORMER_TARGETS
+    from pruneseek.training import linear_targets
+
+    if real:
+        return list(TSDSR_TRANSFORMER_TARGETS)
+    return linear_targets(student.transformer, student.transformer.transformer_blocks)
+
+
+def _load(s: RetrainSettings, report: Callable[[str], None]):
+    """Teacher, student (the export), the calibration latents, and the export's record (checked to match)."""
+    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
+
+    record = export_record(Path(s.pruned))
+    teacher = s.source.load()
+    made_from = record["source"]
+    if made_from.get("model") != teacher.name or (not s.source.is_real and made_from.get(
+            "weights_sha256") != s.source.identity()["weights_sha256"]):
+        raise PruneseekError(f"{s.pruned} was exported from {made_from.get('model')} with other weights than the "
+                             f"teacher named now ({teacher.name}); give the model options the export was made with")
+    student = TargetSource(base=s.source.base, lora=s.source.lora, embeddings=s.source.embeddings,
+                           device=s.source.device, pruned=Path(s.pruned)).load()
+    report(f"teacher: {teacher.name} ({teacher.num_layers} layers); student: {s.pruned} ({student.num_layers} "
+           f"layers); loss: L1 to the teacher's latent (stage 1)")
+    spec = PairSpec(images=as_tuple(select_images("train", s.data)), count=s.crops, hr_size=s.crop_size, seed=s.seed)
+    data = calibration_latents(teacher, spec, progress=s.progress)
+    for key in ("z_lr", "z_tea"):
+        check_finite(key, data[key])
+    return teacher, student, data, record, spec
+
+
+def _fingerprint(s: RetrainSettings, record: dict, spec) -> dict:
+    return {"recipe": s.recipe(), "export": record.get("fingerprint"), "teacher": s.source.weights_fingerprint(),
+            "data": {"images": [Path(p).name for p in spec.images], "crops": spec.count, "crop_size": spec.hr_size}}
+
+
+def _checkpointing(s: RetrainSettings, fingerprint: dict):
+    from pruneseek.engine.checkpoint import Checkpointing
+
+    if not (s.checkpoint_every or s.resume):
+        return None
+    return Checkpointing(Path(s.out) / "checkpoint", every=s.checkpoint_every, resume=s.resume,
+                         fingerprint=fingerprint)
+
+
+def _state(run: _Run, step: int) -> dict:
+    return {"step": step, "weights": [p.detach().cpu().clone() for p in run.params],
+            "ema": [t.detach().cpu().clone() for t in run.ema.shadow] if run.ema else [],
+            "optimizer": run.trainer.optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()},
+            "history": list(run.history), **run.trainer.state(),
+            "seconds": run.earlier_seconds + time.perf_counter() - run.started}
+
+
+def _restore(run: _Run, ckpt, stream) -> None:
+    """Continue from the checkpoint: weights, EMA, optimiser, RNG, data position, records."""
+    from pruneseek.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(ckpt)
+    if [tuple(t.shape) for t in state["weights"]] != [tuple(p.shape) for p in run.params]:
+        raise PruneseekError(f"{ckpt.path} holds weights of other shapes than this run trains; start a new run in "
+                             "another --out")
+    with torch.no_grad():
+        for p, t in zip(run.params, state["weights"]):
+            p.copy_(t.to(p.device))
+        if run.ema is not None:
+            for s_, t in zip(run.ema.shadow, state["ema"]):
+                s_.copy_(t.to(s_.device))
+    run.trainer.optimizer.load_state_dict(state["optimizer"])
+    for _ in range(state["step"]):
+        next(stream)
+    torch.set_rng_state(state["rng"]["torch"])
+    run.history[:] = state["history"]
+    run.trainer.load_state(state)
+    run.first_step, run.earlier_seconds = int(state["step"]), float(state["seconds"])
+
+
+def _train(run: _Run, ckpt, stream) -> None:
+    """The stage-1 steps, from ``run.first_step`` to the end (checkpoints as asked)."""
+    from tqdm.auto import tqdm
+
+    from pruneseek.engine.checkpoint import save_checkpoint
+
+    s, student = run.settings, run.student
+    student.transformer.train()
+    with tqdm(total=s.steps, initial=run.first_step, desc="retrain", disable=not s.progress, leave=False) as bar:
+        for step in range(run.first_step, s.steps):
+            batch = next(stream)
+            run.trainer.zero_grad()
+            loss = (student.sr_latent(batch["z_lr"]) - batch["z_tea"]).abs().mean()
+            value, finite = run.trainer.read(loss)
+            run.history.append(value)
+            if run.trainer.apply(loss, finite) and run.ema is not None:
+                run.ema.update()
+            done = step + 1
+            if ckpt is not None and ((ckpt.every and done % ckpt.every == 0) or done == s.steps):
+                save_checkpoint(ckpt, _state(run, done))
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(l1=f"{value:.4g}")
+    student.transformer.eval()
+
+
+def _write(run: _Run, spec, seconds: float) -> dict:
+    """The output folder (export layout + ``RETRAIN.json`` + ``loss.png``), built aside and renamed into place."""
+    from pruneseek.experiment.plots import plot_loss
+    from pruneseek.export.folder import _move_into_place, _temporary_folder
+    from pruneseek.io import atomic_write_json, file_sha256
+
+    s, out, src = run.settings, Path(run.settings.out), Path(run.settings.pruned)
+    tmp = _temporary_folder(out)
+    try:
+        run.student.transformer.save_pretrained(str(tmp))
+        for name in CARRIED:
+            if (src / name).is_dir():
+                shutil.copytree(src / name, tmp / name)
+            elif (src / name).is_file():
+                shutil.copy2(src / name, tmp / name)
+        tail = max(1, len(run.history) // 10)
+        doc = {
+            "format": FORMAT, "stage": 1, "recipe": s.recipe(), "steps": s.steps,
+            "loss": {"first": sum(run.history[:tail]) / tail, "last": sum(run.history[-tail:]) / tail,
+                     "history": run.history, "nonfinite_steps": run.trainer.nonfinite},
+            "data": {"images": [Path(p).name for p in spec.images], "crops": spec.count, "crop_size": spec.hr_size,
+                     "seed": spec.seed},
+            "source_export": {"folder": str(src), "fingerprint": run.record.get("fingerprint"),
+                              "export_json_sha256": file_sha256(src / "EXPORT.json")},
+            "teacher": s.source.identity(), "trainable_parameters": sum(p.numel() for p in run.params),
+            "seconds": seconds, "load": f"SD3Transformer2DModel.from_pretrained('{out}')",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write_json(tmp / "RETRAIN.json", doc)
+        plot_loss(run.history, tmp / "loss.png", f"retrain stage 1, {run.student.name}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _move_into_place(tmp, out)
+    return doc
+
+
+def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print) -> dict:
+    """Stage-1 retraining of ``s.pruned`` (module docstring); returns the ``RETRAIN.json`` document."""
+    import contextlib
+
+    from pruneseek.sr_problem import latent_batches
+    from pruneseek.training import Trainer, endless, lora_adapters
+
+    check_settings(s)
+    torch.manual_seed(s.seed)
+    teacher, student, data, record, spec = _load(s, report)
+    ckpt = _checkpointing(s, _fingerprint(s, record, spec))
+    with contextlib.ExitStack() as stack:
+        if s.weight_update == "lora":
+            params = stack.enter_context(lora_adapters(student.transformer, _lora_targets(student, s.source.is_real),
+                                                       s.lora_rank, float(s.lora_rank), seed=s.seed, after="merge"))
+        else:
+            params = list(student.transformer.parameters())
+            for p in params:
+                p.requires_grad_(True)
+        trainer = Trainer(torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0), params, clip_norm=1.0)
+        run = _Run(s, teacher, student, data, params, trainer, _EMA(params, s.decay) if s.decay else None,
+                   record)
+        stream = endless(latent_batches(data, s.batch, s.seed, student.device))
+        if ckpt is not None and ckpt.resume:
+            _restore(run, ckpt, stream)
+            report(f"resuming from {ckpt.path} at step {run.first_step}")
+        _train(run, ckpt, stream)
+        if run.ema is not None:
+            run.ema.copy_to_params()
+    seconds = run.earlier_seconds + time.perf_counter() - run.started
+    return _write(run, spec, seconds)

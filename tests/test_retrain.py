@@ -1,0 +1,135 @@
+"""`pruneseek retrain` (stage 1): a pruned export retrained towards the teacher's latents, written as a folder plain
+diffusers loads; exact resume after SIGKILL; one-line errors; the real TSD-SR layout on a tiny model."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import SD3Transformer2DModel
+from safetensors.torch import load_file
+
+from pruneseek.cli import main
+from pruneseek.maskfile import MaskFile
+from pruneseek.targets.load import TargetSource
+
+MASK = Path(__file__).resolve().parents[1] / "results" / "search" / "tsdsr-mini-r0.5-tinysr-s0" / "mask.json"
+SMALL = ["--crops", "8", "--crop-size", "32", "--batch", "2", "--quiet"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("PRUNESEEK_CACHE", str(tmp_path_factory.getbasetemp() / "retrain-cache"))
+    ENV["PRUNESEEK_CACHE"] = str(tmp_path_factory.getbasetemp() / "retrain-cache")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "pruned"
+    assert main(["export", "--mask", str(MASK), "--out", str(out), "--no-measure"]) == 0
+    return out
+
+
+def _weights(folder: Path) -> dict:
+    return load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+
+
+def test_retrain_writes_a_folder_diffusers_loads_and_lowers_the_loss(exported, tmp_path, capsys):
+    out = tmp_path / "retrained"
+    assert main(["retrain", "--from", str(exported), "--out", str(out), "--steps", "12", *SMALL]) == 0
+    assert "12 steps" in capsys.readouterr().out
+    model = SD3Transformer2DModel.from_pretrained(str(out))
+    assert model.config.num_layers == 12
+    doc = json.loads((out / "RETRAIN.json").read_text())
+    assert doc["format"] == "pruneseek.retrain/v1" and doc["stage"] == 1 and len(doc["loss"]["history"]) == 12
+    assert doc["loss"]["last"] < doc["loss"]["first"]
+    assert doc["source_export"]["fingerprint"] == json.loads((exported / "EXPORT.json").read_text())["fingerprint"]
+    assert {"prune_mask.json", "mask.json", "EXPORT.json", "loss.png"} <= {p.name for p in out.iterdir()}
+    before, after = _weights(exported), _weights(out)
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    target = TargetSource(pruned=out).load()  # the retrained folder loads like an export
+    assert target.num_layers == 12 and target.name == "tsdsr-mini-pruned"
+
+
+def test_lora_retraining_merges_the_adapters(exported, tmp_path):
+    out = tmp_path / "lora"
+    assert main(["retrain", "--from", str(exported), "--out", str(out), "--steps", "4", "--weight-update", "lora",
+                 "--lora-rank", "4", "--ema-decay", "0", *SMALL]) == 0
+    weights = _weights(out)
+    assert not any("lora" in k for k in weights) and weights.keys() == _weights(exported).keys()
+    assert json.loads((out / "RETRAIN.json").read_text())["trainable_parameters"] < 200_000
+
+
+def test_killed_retrain_resumes_to_identical_weights(exported, tmp_path):
+    args = ["retrain", "--from", str(exported), "--steps", "40", *SMALL]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "pruneseek", *args, "--checkpoint-every", "2", "--out", str(killed)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = killed / "checkpoint" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert checkpoint.exists(), proc.stderr.read().decode()
+    assert not (killed / "RETRAIN.json").exists(), "the run finished before it could be killed; raise --steps"
+    assert 0 < torch.load(checkpoint, weights_only=False)["step"] < 40
+    reference = tmp_path / "reference"
+    assert main([*args, "--out", str(reference)]) == 0
+    assert main([*args, "--checkpoint-every", "2", "--out", str(killed), "--resume"]) == 0
+    a, b = _weights(killed), _weights(reference)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = (json.loads((f / "RETRAIN.json").read_text())["loss"]["history"] for f in (killed, reference))
+    assert ra == rb
+
+
+def test_bad_retrain_inputs_are_one_line_errors(exported, tmp_path, capsys):
+    def fails(*args: str, says: str) -> None:
+        assert main(["retrain", *args, *SMALL]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+
+    fails("--from", str(tmp_path / "nothing"), "--out", str(tmp_path / "o1"), says="not a folder")
+    fails("--from", str(exported), "--out", str(exported), says="must differ")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x.txt").write_text("x")
+    fails("--from", str(exported), "--out", str(busy), says="already holds files")
+    other = tmp_path / "other-export"
+    other.mkdir()
+    record = json.loads((exported / "EXPORT.json").read_text())
+    record["source"]["weights_sha256"] = "0" * 64
+    (other / "EXPORT.json").write_text(json.dumps(record))
+    fails("--from", str(other), "--out", str(tmp_path / "o2"), says="with other weights")
+    fails("--from", str(exported), "--out", str(tmp_path / "o3"), "--steps", "2", "--resume",
+          says="no checkpoint")
+    assert not (tmp_path / "o1").exists()
+
+
+def test_retrain_on_the_tsdsr_layout(tmp_path, capsys):
+    """The real TSD-SR path on a tiny model of the same classes: export, then LoRA retraining on TSD-SR's names."""
+    from PIL import Image
+    from tsdsr_files import write_tsdsr_files
+
+    files = write_tsdsr_files(tmp_path / "tsdsr")
+    model = ["--base", str(files["base"]), "--lora", str(files["lora"]), "--embeddings", str(files["emb"])]
+    mask = MaskFile.from_mask([1, 0, 1], model_name="tsdsr", strategy_name="manual", settings={})
+    mask_path = mask.save(tmp_path / "mask.json")
+    pruned = tmp_path / "pruned"
+    assert main(["export", "--mask", str(mask_path), "--out", str(pruned), "--no-measure", *model]) == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        arr = (torch.rand(40, 48, 3, generator=torch.Generator().manual_seed(i)) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(images / f"img{i}.png")
+    out = tmp_path / "retrained"
+    assert main(["retrain", "--from", str(pruned), "--out", str(out), "--steps", "3", "--weight-update", "lora",
+                 "--lora-rank", "2", "--data", str(images), "--crops", "4", "--crop-size", "32", "--batch", "2",
+                 "--quiet", *model]) == 0, capsys.readouterr().err
+    assert SD3Transformer2DModel.from_pretrained(str(out)).config.num_layers == 2
