@@ -89,3 +89,7 @@ TEACHER: dict[str, Any] = {"steps": 1500, "batch": 8, "lr": 1e-3, "min_lr": 1e-5
 #: Retraining a pruned model, stage 1 (TinySR supplement eq. A.4: AdamW at 1e-4). TinySR trains for 100k steps on
 #: 8 GPUs; the default here suits the bundled miniature on a CPU. LoRA rank 64 is TSD-SR's.
 RETRAIN: dict[str, Any] = {"steps": 300, "batch": 4, "lr": 1e-4, "lora_rank": 64}
+#: Stage 2 (TinySR supplement eq. A.5): λ5·L1 + λ6·perceptual + λ7·GAN with 5 / 1 / 0.3, student lr 1e-6,
+#: discriminator lr 5e-6.
+RETRAIN_STAGE2: dict[str, Any] = {"lr": 1e-6, "disc_lr": 5e-6, "lambda_l1": 5.0, "lambda_perceptual": 1.0,
+                                  "lambda_gan": 0.3}

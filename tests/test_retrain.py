@@ -57,6 +57,23 @@ def test_retrain_writes_a_folder_diffusers_loads_and_lowers_the_loss(exported, t
     assert target.num_layers == 12 and target.name == "tsdsr-mini-pruned"
 
 
+def test_stage_two_trains_on_the_stage_one_output_with_a_discriminator(exported, tmp_path, capsys):
+    first, second = tmp_path / "s1", tmp_path / "s2"
+    assert main(["retrain", "--from", str(exported), "--out", str(first), "--steps", "4", *SMALL]) == 0
+    assert main(["retrain", "--from", str(first), "--out", str(second), "--stage", "2", "--steps", "6", "--lr", "1e-4",
+                 "--checkpoint-every", "3", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "stage 2: 5 L1 + 1 perceptual (GMSD" in out or "stage 2: 5 L1 + 1 perceptual (LPIPS" in out
+    doc = json.loads((second / "RETRAIN.json").read_text())
+    assert doc["stage"] == 2 and doc["recipe"]["lambda_gan"] == 0.3 and doc["recipe"]["disc_lr"] == 5e-6
+    assert doc["source_export"]["folder"] == str(first)
+    a, b = _weights(first), _weights(second)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert main(["retrain", "--from", str(first), "--out", str(tmp_path / "s3"), "--stage", "2",
+                 "--discriminator", "vgg", *SMALL]) == 2
+    assert "unknown --discriminator 'vgg'" in capsys.readouterr().err
+
+
 def test_lora_retraining_merges_the_adapters(exported, tmp_path):
     out = tmp_path / "lora"
     assert main(["retrain", "--from", str(exported), "--out", str(out), "--steps", "4", "--weight-update", "lora",

@@ -1,4 +1,4 @@
-"""`pruneseek retrain`: retrain a pruned folder by distilling the teacher's latents (stage 1, docs/design.md §9).
+"""`pruneseek retrain`: retrain a pruned folder by TinySR's two stages (docs/design.md §9).
 
 Parses the options into :class:`~pruneseek.experiment.retrain.RetrainSettings`, runs
 :func:`~pruneseek.experiment.retrain.run_retrain` and prints where the retrained model went.
@@ -12,14 +12,15 @@ from pruneseek import recipes
 from pruneseek.commands.args import (add_target_arguments, command_parser, nonnegative_float, nonnegative_int,
                                      positive_float, positive_int, target_source)
 
-HELP = "retrain a pruned folder from 'pruneseek export' (stage 1: L1 to the teacher's latents)"
+HELP = "retrain a pruned folder from 'pruneseek export' (TinySR's stage 1 and stage 2)"
 DESCRIPTION = (
     "Fine-tune the pruned model written by 'pruneseek export' so that its output latents match the unpruned "
     "teacher's (TinySR's stage 1), on the search's calibration data, and write it as a new folder in the same "
     "layout plus RETRAIN.json. The teacher comes from the same model options as 'search'."
 )
 EXAMPLES = """examples:
-  pruneseek retrain --from pruned-mini --out retrained-mini                 # tsdsr-mini, full fine-tuning
+  pruneseek retrain --from pruned-mini --out retrained-mini                 # tsdsr-mini, stage 1, full fine-tuning
+  pruneseek retrain --from retrained-mini --out retrained-mini-s2 --stage 2  # stage 2 on the stage-1 result
   pruneseek retrain --from pruned-mini --out retrained-mini --weight-update lora --lora-rank 16
   pruneseek retrain --from pruned-mini --out retrained-mini --checkpoint-every 50        # resumable
   pruneseek retrain --from pruned-mini --out retrained-mini --checkpoint-every 50 --resume
@@ -33,12 +34,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="pruned", type=Path, required=True, metavar="EXPORT_DIR",
                    help="pruned model folder written by 'pruneseek export'")
     p.add_argument("--out", type=Path, required=True, help="output folder (the export's layout + RETRAIN.json)")
+    p.add_argument("--stage", type=int, choices=[1, 2], default=1,
+                   help="1: L1 to the teacher's latents (default); 2: 5 L1 + 1 perceptual + 0.3 GAN, usually from a "
+                        "stage-1 output folder (TinySR eq. A.4, A.5)")
     p.add_argument("--steps", type=positive_int, default=recipes.RETRAIN["steps"],
                    help=f"optimisation steps (default {recipes.RETRAIN['steps']})")
     p.add_argument("--batch", type=positive_int, default=recipes.RETRAIN["batch"],
                    help=f"crops per step (default {recipes.RETRAIN['batch']})")
-    p.add_argument("--lr", type=positive_float, default=recipes.RETRAIN["lr"],
-                   help=f"AdamW learning rate (default {recipes.RETRAIN['lr']:g}, TinySR eq. A.4's)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"student AdamW learning rate (default: stage 1 {recipes.RETRAIN['lr']:g}, stage 2 "
+                        f"{recipes.RETRAIN_STAGE2['lr']:g}, TinySR's)")
+    p.add_argument("--perceptual", choices=["auto", "gmsd", "lpips"], default="auto",
+                   help="stage 2's perceptual term: LPIPS if its weights are local, else GMSD (auto)")
+    p.add_argument("--discriminator", default="patch",
+                   help="stage 2's discriminator (default patch: a weight-free PatchGAN trained alongside)")
     p.add_argument("--weight-update", choices=["full", "lora"], default="full",
                    help="train every weight (full, default) or LoRA adapters merged at the end")
     p.add_argument("--lora-rank", type=positive_int, default=recipes.RETRAIN["lora_rank"],
@@ -65,15 +74,17 @@ def run(args: argparse.Namespace) -> int:
     from pruneseek.experiment.retrain import RetrainSettings, run_retrain
 
     settings = RetrainSettings(
-        pruned=args.pruned, out=args.out, source=target_source(args), steps=args.steps, batch=args.batch, lr=args.lr,
+        pruned=args.pruned, out=args.out, source=target_source(args), stage=args.stage, steps=args.steps,
+        batch=args.batch, lr=args.lr, perceptual=args.perceptual, discriminator=args.discriminator,
         weight_update=args.weight_update, lora_rank=args.lora_rank, ema_decay=args.ema_decay, crops=args.crops,
         crop_size=args.crop_size, data=args.data, seed=args.seed, checkpoint_every=args.checkpoint_every,
         resume=args.resume, force=args.force, progress=not args.quiet,
     )
     doc = run_retrain(settings)
     loss = doc["loss"]
-    print(f"{doc['steps']} steps in {doc['seconds']:.0f} s; L1 to the teacher's latent {loss['first']:.4g} -> "
-          f"{loss['last']:.4g} (mean of the first and last tenth); {doc['trainable_parameters']:,} trained parameters")
+    what = "L1 to the teacher's latent" if doc["stage"] == 1 else "stage-2 loss"
+    print(f"{doc['steps']} steps in {doc['seconds']:.0f} s; {what} {loss['first']:.4g} -> {loss['last']:.4g} (mean "
+          f"of the first and last tenth); {doc['trainable_parameters']:,} trained parameters")
     if loss["nonfinite_steps"]:
         print(f"note: {loss['nonfinite_steps']} steps had a non-finite loss and were skipped")
     print(f"wrote {args.out} (load: SD3Transformer2DModel.from_pretrained('{args.out}'); RETRAIN.json, loss.png)")

@@ -1,13 +1,17 @@
-"""Retraining a pruned model, stage 1 of TinySR's recipe: distil the teacher's output latents (docs/design.md §9).
+"""Retraining a pruned model by TinySR's two-stage recipe: latent distillation, then image-space losses (design §9).
 
 The student is a pruned folder written by ``pruneseek export`` (its kept blocks, renumbered; plain diffusers);
 the teacher is the unpruned model named by the model options (:class:`~pruneseek.targets.load.TargetSource`).
 On the calibration data of ``pruneseek search`` (LR crops of the built-in photographs or ``--data``, the
 teacher's output latents cached, :mod:`pruneseek.latents`) each step minimises
 
-    L = ‖z_stu − z_tea‖₁                       (TinySR supplement, arXiv:2508.17434, eq. A.4)
+    stage 1:  L = ‖z_stu − z_tea‖₁                                   (TinySR supplement, arXiv:2508.17434, eq. A.4)
+    stage 2:  L = λ5‖z_stu − z_tea‖₁ + λ6·P(D(z_stu), x_HR) + λ7·L_GAN(D(z_stu))       (eq. A.5; 5, 1, 0.3)
 
-with AdamW (lr 1e-4, weight decay 0, gradient-norm clip 1) through the one training step of
+with D the target's decoder, P LPIPS when its weights are local (else the weight-free GMSD; the run says which)
+and the GAN term of :mod:`pruneseek.discriminator` (a weight-free patch discriminator trained alongside at
+5e-6). AdamW (stage 1 lr 1e-4, stage 2 1e-6; weight decay 0, gradient-norm clip 1) through the one training
+step of
 :mod:`pruneseek.training` (non-finite steps skipped and counted). Every transformer weight trains (``full``), or
 LoRA adapters on the target's LoRA names (``lora``; merged into the weights at the end). An exponential
 moving average of the trained weights (decay ``ema_decay``, by default spanning the last tenth of the run as in
@@ -18,8 +22,9 @@ history atomically (:mod:`pruneseek.engine.checkpoint`); ``resume`` continues a 
 same weights as an uninterrupted one. The output folder has the export's layout (it loads with
 ``SD3Transformer2DModel.from_pretrained`` and with ``TargetSource(pruned=...)``) plus ``RETRAIN.json`` (recipe,
 steps, losses, data, the source export's fingerprint) and ``loss.png``; it is written into a temporary folder
-and renamed at the end. Not yet here (issue 14): stage 2 (perceptual + GAN), PocketSR's annealing and feature
-distillation, data parallelism, autocast and gradient checkpointing.
+and renamed at the end. Stage 2 usually starts from a stage-1 output folder (it has the export's layout). Not yet
+here (issue 14): PocketSR's annealing and feature distillation, data parallelism, autocast and gradient
+checkpointing.
 """
 from __future__ import annotations
 
@@ -48,9 +53,13 @@ class RetrainSettings:
     pruned: Path
     out: Path
     source: TargetSource = field(default_factory=TargetSource)
+    stage: int = 1
     steps: int = recipes.RETRAIN["steps"]
     batch: int = recipes.RETRAIN["batch"]
-    lr: float = recipes.RETRAIN["lr"]
+    #: Student learning rate (None: the stage's, 1e-4 or 1e-6).
+    lr: float | None = None
+    perceptual: str = "auto"
+    discriminator: str = "patch"
     weight_update: str = "full"
     lora_rank: int = recipes.RETRAIN["lora_rank"]
     #: EMA decay of the weights (None: :func:`pruneseek.recipes.ema_decay_for` the run length; 0: no EMA).
@@ -65,19 +74,35 @@ class RetrainSettings:
     progress: bool = True
 
     @property
+    def student_lr(self) -> float:
+        return self.lr if self.lr is not None else (recipes.RETRAIN["lr"] if self.stage == 1
+                                                    else recipes.RETRAIN_STAGE2["lr"])
+
+    @property
     def decay(self) -> float:
         """The EMA decay in effect."""
         return recipes.ema_decay_for(self.steps) if self.ema_decay is None else float(self.ema_decay)
 
     def recipe(self) -> dict[str, Any]:
         """What the retrained weights depend on (recorded, and checked on resume)."""
-        keys = ("steps", "batch", "lr", "weight_update", "lora_rank", "crops", "crop_size", "seed")
-        return {k: asdict(self)[k] for k in keys} | {"ema_decay": self.decay, "loss": "L1(z_stu, z_tea) (TinySR eq. A.4)",
-                                                      "optimizer": "AdamW, weight decay 0, clip 1.0"}
+        keys = ("stage", "steps", "batch", "weight_update", "lora_rank", "crops", "crop_size", "seed")
+        out = {k: asdict(self)[k] for k in keys} | {"lr": self.student_lr, "ema_decay": self.decay,
+                                                    "optimizer": "AdamW, weight decay 0, clip 1.0"}
+        if self.stage == 1:
+            return out | {"loss": "L1(z_stu, z_tea) (TinySR eq. A.4)"}
+        return out | {k: v for k, v in recipes.RETRAIN_STAGE2.items() if k != "lr"} | {
+            "loss": "5 L1(z_stu, z_tea) + 1 P(decode(z_stu), HR) + 0.3 GAN (TinySR eq. A.5)",
+            "perceptual": self.perceptual, "discriminator": self.discriminator}
 
 
 def check_settings(s: RetrainSettings) -> None:
     """Refuse bad settings and an output folder that holds something else, before any work."""
+    if s.stage not in (1, 2):
+        raise PruneseekError(f"--stage must be 1 or 2, got {s.stage}")
+    from pruneseek.discriminator import DISCRIMINATORS
+
+    if s.stage == 2 and s.discriminator not in DISCRIMINATORS:
+        raise PruneseekError(f"unknown --discriminator {s.discriminator!r}; available: {', '.join(DISCRIMINATORS)}")
     if s.weight_update not in ("full", "lora"):
         raise PruneseekError(f"--weights-update must be full or lora, got {s.weight_update!r}")
     if not 0 <= s.decay < 1:
@@ -111,6 +136,49 @@ class _EMA:
             p.copy_(s)
 
 
+class _Stage2:
+    """Stage 2's image-space terms: the perceptual loss and the GAN (its discriminator trains alongside)."""
+
+    def __init__(self, s: RetrainSettings, device):
+        from pruneseek.discriminator import make_discriminator
+        from pruneseek.losses import perceptual_loss
+        from pruneseek.training import Trainer
+
+        self.w = recipes.RETRAIN_STAGE2
+        self.perceptual, self.note = perceptual_loss(s.perceptual)
+        self.disc = make_discriminator(s.discriminator, seed=s.seed).to(device)
+        params = list(self.disc.parameters())
+        self.trainer = Trainer(torch.optim.AdamW(params, lr=self.w["disc_lr"], weight_decay=0.0), params)
+
+    def student_loss(self, student, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """λ5·L1 + λ6·P + λ7·L_G and the decoded image in [−1, 1] (the discriminator frozen for this pass)."""
+        from pruneseek.discriminator import generator_loss
+
+        z = student.sr_latent(batch["z_lr"])
+        image = student.decode(z)
+        self.disc.requires_grad_(False)
+        loss = (self.w["lambda_l1"] * (z - batch["z_tea"]).abs().mean()
+                + self.w["lambda_perceptual"] * self.perceptual((image + 1) / 2, batch["hr"]).mean()
+                + self.w["lambda_gan"] * generator_loss(self.disc, image))
+        self.disc.requires_grad_(True)
+        return loss, image
+
+    def disc_step(self, fake: torch.Tensor, hr: torch.Tensor) -> None:
+        from pruneseek.discriminator import discriminator_loss
+
+        self.trainer.zero_grad()
+        self.trainer.step(discriminator_loss(self.disc, hr * 2 - 1, fake.detach()))
+
+    def state(self) -> dict:
+        return {"disc": {k: v.detach().cpu().clone() for k, v in self.disc.state_dict().items()},
+                "disc_optimizer": self.trainer.optimizer.state_dict(), "disc_trainer": self.trainer.state()}
+
+    def load(self, state: dict) -> None:
+        self.disc.load_state_dict(state["disc"])
+        self.trainer.optimizer.load_state_dict(state["disc_optimizer"])
+        self.trainer.load_state(state["disc_trainer"])
+
+
 @dataclass
 class _Run:
     """The state of one retraining run."""
@@ -123,6 +191,7 @@ class _Run:
     trainer: Any
     ema: _EMA | None
     record: dict
+    stage2: _Stage2 | None = None
     history: list[float] = field(default_factory=list)
     first_step: int = 0
     earlier_seconds: float = 0.0
@@ -153,7 +222,7 @@ def _load(s: RetrainSettings, report: Callable[[str], None]):
     student = TargetSource(base=s.source.base, lora=s.source.lora, embeddings=s.source.embeddings,
                            device=s.source.device, pruned=Path(s.pruned)).load()
     report(f"teacher: {teacher.name} ({teacher.num_layers} layers); student: {s.pruned} ({student.num_layers} "
-           f"layers); loss: L1 to the teacher's latent (stage 1)")
+           f"layers); stage {s.stage}")
     spec = PairSpec(images=as_tuple(select_images("train", s.data)), count=s.crops, hr_size=s.crop_size, seed=s.seed)
     data = calibration_latents(teacher, spec, progress=s.progress)
     for key in ("z_lr", "z_tea"):
@@ -180,7 +249,8 @@ def _state(run: _Run, step: int) -> dict:
             "ema": [t.detach().cpu().clone() for t in run.ema.shadow] if run.ema else [],
             "optimizer": run.trainer.optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()},
             "history": list(run.history), **run.trainer.state(),
-            "seconds": run.earlier_seconds + time.perf_counter() - run.started}
+            "seconds": run.earlier_seconds + time.perf_counter() - run.started,
+            **(run.stage2.state() if run.stage2 is not None else {})}
 
 
 def _restore(run: _Run, ckpt, stream) -> None:
@@ -203,6 +273,8 @@ def _restore(run: _Run, ckpt, stream) -> None:
     torch.set_rng_state(state["rng"]["torch"])
     run.history[:] = state["history"]
     run.trainer.load_state(state)
+    if run.stage2 is not None:
+        run.stage2.load(state)
     run.first_step, run.earlier_seconds = int(state["step"]), float(state["seconds"])
 
 
@@ -218,11 +290,16 @@ def _train(run: _Run, ckpt, stream) -> None:
         for step in range(run.first_step, s.steps):
             batch = next(stream)
             run.trainer.zero_grad()
-            loss = (student.sr_latent(batch["z_lr"]) - batch["z_tea"]).abs().mean()
+            if run.stage2 is None:
+                loss, image = (student.sr_latent(batch["z_lr"]) - batch["z_tea"]).abs().mean(), None
+            else:
+                loss, image = run.stage2.student_loss(student, batch)
             value, finite = run.trainer.read(loss)
             run.history.append(value)
             if run.trainer.apply(loss, finite) and run.ema is not None:
                 run.ema.update()
+            if image is not None and finite:
+                run.stage2.disc_step(image, batch["hr"])
             done = step + 1
             if ckpt is not None and ((ckpt.every and done % ckpt.every == 0) or done == s.steps):
                 save_checkpoint(ckpt, _state(run, done))
@@ -249,7 +326,7 @@ def _write(run: _Run, spec, seconds: float) -> dict:
                 shutil.copy2(src / name, tmp / name)
         tail = max(1, len(run.history) // 10)
         doc = {
-            "format": FORMAT, "stage": 1, "recipe": s.recipe(), "steps": s.steps,
+            "format": FORMAT, "stage": s.stage, "recipe": s.recipe(), "steps": s.steps,
             "loss": {"first": sum(run.history[:tail]) / tail, "last": sum(run.history[-tail:]) / tail,
                      "history": run.history, "nonfinite_steps": run.trainer.nonfinite},
             "data": {"images": [Path(p).name for p in spec.images], "crops": spec.count, "crop_size": spec.hr_size,
@@ -261,7 +338,10 @@ def _write(run: _Run, spec, seconds: float) -> dict:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         atomic_write_json(tmp / "RETRAIN.json", doc)
-        plot_loss(run.history, tmp / "loss.png", f"retrain stage 1, {run.student.name}")
+        if run.stage2 is not None:
+            doc["perceptual"] = run.stage2.note
+            doc["discriminator_nonfinite_steps"] = run.stage2.trainer.nonfinite
+        plot_loss(run.history, tmp / "loss.png", f"retrain stage {s.stage}, {run.student.name}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -288,9 +368,11 @@ def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print) -> di
             params = list(student.transformer.parameters())
             for p in params:
                 p.requires_grad_(True)
-        trainer = Trainer(torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0), params, clip_norm=1.0)
+        trainer = Trainer(torch.optim.AdamW(params, lr=s.student_lr, weight_decay=0.0), params, clip_norm=1.0)
         run = _Run(s, teacher, student, data, params, trainer, _EMA(params, s.decay) if s.decay else None,
-                   record)
+                   record, _Stage2(s, student.device) if s.stage == 2 else None)
+        if run.stage2 is not None:
+            report(f"stage 2: 5 L1 + 1 perceptual ({run.stage2.note}) + 0.3 GAN ({s.discriminator} discriminator)")
         stream = endless(latent_batches(data, s.batch, s.seed, student.device))
         if ckpt is not None and ckpt.resume:
             _restore(run, ckpt, stream)
