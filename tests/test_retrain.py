@@ -150,3 +150,19 @@ def test_retrain_on_the_tsdsr_layout(tmp_path, capsys):
                  "--lora-rank", "2", "--data", str(images), "--crops", "4", "--crop-size", "32", "--batch", "2",
                  "--quiet", *model]) == 0, capsys.readouterr().err
     assert SD3Transformer2DModel.from_pretrained(str(out)).config.num_layers == 2
+
+
+def test_bench_retrain_measures_the_loop_side_by_side(exported):
+    from pruneseek.bench.retrain import bench_retrain, bootstrap_interval
+
+    assert bootstrap_interval([2.0] * 5) == (2.0, 2.0)
+    lo, hi = bootstrap_interval([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert 0.0 <= lo < 2.0 < hi <= 4.0
+    doc = bench_retrain({"pruned": exported}, crop=64, seeds=(0, 1), rounds=1, progress=lambda line: None)
+    assert set(doc["metrics"]) == {"bicubic", "teacher", "pruned"} and doc["held_out"]["crops"] == 6
+    diff = doc["metrics"]["pruned"]["psnr"]["minus_teacher"]
+    assert diff["verdict"] in ("tie", "higher", "lower") and diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
+    assert "minus_teacher" not in doc["metrics"]["teacher"]["psnr"]
+    costs = doc["costs"]
+    assert costs["pruned"]["params"] < costs["teacher"]["params"] and costs["pruned"]["macs"] < costs["teacher"]["macs"]
+    assert "bicubic" not in costs

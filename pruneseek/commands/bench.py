@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   pruneseek bench engine --device cuda --shape sd3-medium --dtype bfloat16 --lora-rank 64
   pruneseek bench export --json                 # full vs pruned 12/24 vs pre-cached: tsdsr-mini + SD3-medium shape
   pruneseek bench export --models tsdsr-mini --rounds 3
+  pruneseek bench retrain --model pruned=pruned-mini --model stage1=retrained-mini --model stage2=retrained-mini-s2
 """
 
 
@@ -21,9 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command_parser(
         sub, "bench", "benchmarks (ratios measured side by side), written as JSON to results/",
         "Run a benchmark and write its JSON to results/ (atomically).", EXAMPLES)
-    p.add_argument("what", choices=["engine", "export"],
+    p.add_argument("what", choices=["engine", "export", "retrain"],
                    help="engine: search step vs plain LoRA step, blend and skip modes; "
-                        "export: forward of full vs pruned (12/24) vs pruned + pre-cached modulation")
+                        "export: forward of full vs pruned (12/24) vs pruned + pre-cached modulation; "
+                        "retrain: bicubic, teacher and pruned/retrained folders on the held-out set, with costs")
+    p.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
+                   help="retrain: a pruned or retrained folder to measure, with its label (repeat)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--shape", choices=["cpu", "sd3-medium"], default=None,
                    help="cpu: 24 blocks at bench width (default on CPU); sd3-medium: docs/design.md §7's full shape with "
@@ -41,6 +45,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output JSON (default results/bench-<what>.json; engine on CUDA: results/bench-engine-gpu.json)")
     p.add_argument("--json", action="store_true", help="also print the JSON to stdout")
     p.set_defaults(run=run)
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    from pruneseek.bench.retrain import bench_retrain
+    from pruneseek.errors import PruneseekError
+    from pruneseek.io import atomic_write_json
+
+    folders = {}
+    for item in args.model:
+        label, sep, folder = item.partition("=")
+        if not sep or not label or not folder or label in ("teacher", "bicubic") or label in folders:
+            raise PruneseekError(f"--model {item!r}: give LABEL=DIR with a new label other than teacher and bicubic")
+        folders[label] = Path(folder)
+    if not folders:
+        raise PruneseekError("bench retrain needs at least one --model LABEL=DIR (a folder from export or retrain)")
+    result = bench_retrain(folders, rounds=args.rounds or 5)
+    out = args.out or Path("results") / "retrain-tsdsr-mini.json"
+    atomic_write_json(out, result)
+    for name, m in result["metrics"].items():
+        cells = []
+        for metric in ("psnr", "haarpsi"):
+            e = m[metric]
+            cell = f"{metric} {e['mean']:.4g} [{e['ci95'][0]:.4g}, {e['ci95'][1]:.4g}]"
+            if "minus_teacher" in e:
+                d = e["minus_teacher"]
+                cell += f" (vs teacher {d['mean']:+.3g}, {d['verdict']})"
+            cells.append(cell)
+        cost = result["costs"].get(name)
+        extra = (f"; {cost['params']:,} params, {cost['macs']:,} MACs, latency {cost['latency_over_teacher']:.3f} of "
+                 "the teacher's") if cost else ""
+        print(f"  {name:<10} {', '.join(cells)}{extra}")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -84,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             raise PruneseekError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
     if args.what == "export":
         return run_export(args)
+    if args.what == "retrain":
+        return run_retrain(args)
     args.shape, args.dtype, args.lora_rank = engine_defaults(args.device, args.shape, args.dtype, args.lora_rank)
     cfg = EngineBenchConfig(
         batch=args.batch, steps=args.steps, rounds=args.rounds or 3, lora_rank=args.lora_rank,
