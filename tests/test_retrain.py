@@ -166,3 +166,17 @@ def test_bench_retrain_measures_the_loop_side_by_side(exported):
     costs = doc["costs"]
     assert costs["pruned"]["params"] < costs["teacher"]["params"] and costs["pruned"]["macs"] < costs["teacher"]["macs"]
     assert "bicubic" not in costs
+
+
+def test_two_processes_follow_one_process(exported, tmp_path):
+    """--nproc 2 (gloo) with global batch 2 ends where one process with batch 2 ends (up to float sums)."""
+    args = ["retrain", "--from", str(exported), "--steps", "4", *SMALL]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([*args, "--out", str(one)]) == 0
+    proc = subprocess.run([sys.executable, "-m", "pruneseek", *args, "--nproc", "2", "--out", str(two)], env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    a, b = _weights(one), _weights(two)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    la, lb = (json.loads((f / "RETRAIN.json").read_text())["loss"]["history"] for f in (one, two))
+    assert la == pytest.approx(lb, rel=1e-5, abs=1e-7)

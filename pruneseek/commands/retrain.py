@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
                    help="save the whole training state to OUT/checkpoint/ every N steps and at the end (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out with the same settings")
+    p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                   help="data parallel in N processes on this machine (gloo on CPU, nccl on CUDA); --batch is the "
+                        "global batch, split over the processes (or run under torchrun)")
     p.add_argument("--force", action="store_true", help="replace an --out folder that holds other files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_target_arguments(p)
@@ -71,6 +74,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+
+    from pruneseek.engine.distributed import init_from_env, shutdown
+    from pruneseek.engine.launcher import launch, under_launcher, without_option
+    from pruneseek.errors import PruneseekError
     from pruneseek.experiment.retrain import RetrainSettings, run_retrain
 
     settings = RetrainSettings(
@@ -80,7 +89,21 @@ def run(args: argparse.Namespace) -> int:
         crop_size=args.crop_size, data=args.data, seed=args.seed, checkpoint_every=args.checkpoint_every,
         resume=args.resume, force=args.force, progress=not args.quiet,
     )
-    doc = run_retrain(settings)
+    if args.nproc > 1 and not under_launcher():
+        if args.batch % args.nproc:
+            raise PruneseekError(f"--batch {args.batch} (the global batch) does not split over {args.nproc} "
+                                 f"processes; use a multiple of {args.nproc}")
+        return launch(without_option(args.argv, "--nproc"), args.nproc)
+    parallel = init_from_env(settings.source.device)
+    try:
+        if parallel.is_main:
+            doc = run_retrain(settings, parallel=parallel)
+        else:
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # rank 0 speaks and writes
+                run_retrain(settings, parallel=parallel)
+            return 0
+    finally:
+        shutdown()
     loss = doc["loss"]
     what = "L1 to the teacher's latent" if doc["stage"] == 1 else "stage-2 loss"
     print(f"{doc['steps']} steps in {doc['seconds']:.0f} s; {what} {loss['first']:.4g} -> {loss['last']:.4g} (mean "

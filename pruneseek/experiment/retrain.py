@@ -22,9 +22,9 @@ history atomically (:mod:`pruneseek.engine.checkpoint`); ``resume`` continues a 
 same weights as an uninterrupted one. The output folder has the export's layout (it loads with
 ``SD3Transformer2DModel.from_pretrained`` and with ``TargetSource(pruned=...)``) plus ``RETRAIN.json`` (recipe,
 steps, losses, data, the source export's fingerprint) and ``loss.png``; it is written into a temporary folder
-and renamed at the end. Stage 2 usually starts from a stage-1 output folder (it has the export's layout). Not yet
-here (issue 14): PocketSR's annealing and feature distillation, data parallelism, autocast and gradient
-checkpointing.
+and renamed at the end. Stage 2 usually starts from a stage-1 output folder (it has the export's layout). Data parallel
+with ``--nproc N`` or torchrun (see :func:`run_retrain`). Not yet here (issue 14): PocketSR's annealing and
+feature distillation, autocast and gradient checkpointing.
 """
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ class _EMA:
 class _Stage2:
     """Stage 2's image-space terms: the perceptual loss and the GAN (its discriminator trains alongside)."""
 
-    def __init__(self, s: RetrainSettings, device):
+    def __init__(self, s: RetrainSettings, device, parallel=None):
         from pruneseek.discriminator import make_discriminator
         from pruneseek.losses import perceptual_loss
         from pruneseek.training import Trainer
@@ -148,7 +148,8 @@ class _Stage2:
         self.perceptual, self.note = perceptual_loss(s.perceptual)
         self.disc = make_discriminator(s.discriminator, seed=s.seed).to(device)
         params = list(self.disc.parameters())
-        self.trainer = Trainer(torch.optim.AdamW(params, lr=self.w["disc_lr"], weight_decay=0.0), params)
+        self.trainer = Trainer(torch.optim.AdamW(params, lr=self.w["disc_lr"], weight_decay=0.0), params,
+                               parallel=parallel)
 
     def student_loss(self, student, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """λ5·L1 + λ6·P + λ7·L_G and the decoded image in [−1, 1] (the discriminator frozen for this pass)."""
@@ -192,6 +193,7 @@ class _Run:
     ema: _EMA | None
     record: dict
     stage2: _Stage2 | None = None
+    parallel: Any = None
     history: list[float] = field(default_factory=list)
     first_step: int = 0
     earlier_seconds: float = 0.0
@@ -286,9 +288,12 @@ def _train(run: _Run, ckpt, stream) -> None:
 
     s, student = run.settings, run.student
     student.transformer.train()
-    with tqdm(total=s.steps, initial=run.first_step, desc="retrain", disable=not s.progress, leave=False) as bar:
+    quiet = not s.progress or (run.parallel is not None and not run.parallel.is_main)
+    with tqdm(total=s.steps, initial=run.first_step, desc="retrain", disable=quiet, leave=False) as bar:
         for step in range(run.first_step, s.steps):
             batch = next(stream)
+            if run.parallel is not None and run.parallel.active:  # this rank's rows of the global batch
+                batch = run.parallel.shard(batch, batch["z_lr"].shape[0])
             run.trainer.zero_grad()
             if run.stage2 is None:
                 loss, image = (student.sr_latent(batch["z_lr"]) - batch["z_tea"]).abs().mean(), None
@@ -301,7 +306,8 @@ def _train(run: _Run, ckpt, stream) -> None:
             if image is not None and finite:
                 run.stage2.disc_step(image, batch["hr"])
             done = step + 1
-            if ckpt is not None and ((ckpt.every and done % ckpt.every == 0) or done == s.steps):
+            main = run.parallel is None or run.parallel.is_main
+            if ckpt is not None and main and ((ckpt.every and done % ckpt.every == 0) or done == s.steps):
                 save_checkpoint(ckpt, _state(run, done))
             bar.update(1)
             if step % 10 == 0:
@@ -349,8 +355,13 @@ def _write(run: _Run, spec, seconds: float) -> dict:
     return doc
 
 
-def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print) -> dict:
-    """Stage-1 retraining of ``s.pruned`` (module docstring); returns the ``RETRAIN.json`` document."""
+def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print, parallel=None) -> dict | None:
+    """Retraining of ``s.pruned`` (module docstring); returns the ``RETRAIN.json`` document (None on ranks > 0).
+
+    ``parallel`` (a :class:`~pruneseek.engine.distributed.DataParallel` of N processes): every rank reads the same
+    global batch of ``s.batch`` crops and keeps its shard; gradients are averaged before clipping, so N processes
+    follow one process with the same global batch (up to the order of floating-point sums). Rank 0 writes.
+    """
     import contextlib
 
     from pruneseek.sr_problem import latent_batches
@@ -359,7 +370,8 @@ def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print) -> di
     check_settings(s)
     torch.manual_seed(s.seed)
     teacher, student, data, record, spec = _load(s, report)
-    ckpt = _checkpointing(s, _fingerprint(s, record, spec))
+    world = parallel.world if parallel is not None else 1
+    ckpt = _checkpointing(s, _fingerprint(s, record, spec) | {"processes": world})
     with contextlib.ExitStack() as stack:
         if s.weight_update == "lora":
             params = stack.enter_context(lora_adapters(student.transformer, _lora_targets(student, s.source.is_real),
@@ -368,9 +380,13 @@ def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print) -> di
             params = list(student.transformer.parameters())
             for p in params:
                 p.requires_grad_(True)
-        trainer = Trainer(torch.optim.AdamW(params, lr=s.student_lr, weight_decay=0.0), params, clip_norm=1.0)
+        if parallel is not None and parallel.active and s.batch % parallel.world:
+            raise PruneseekError(f"--batch {s.batch} (the global batch) does not split over {parallel.world} "
+                                 f"processes; use a multiple of {parallel.world}")
+        trainer = Trainer(torch.optim.AdamW(params, lr=s.student_lr, weight_decay=0.0), params, clip_norm=1.0,
+                          parallel=parallel)
         run = _Run(s, teacher, student, data, params, trainer, _EMA(params, s.decay) if s.decay else None,
-                   record, _Stage2(s, student.device) if s.stage == 2 else None)
+                   record, _Stage2(s, student.device, parallel) if s.stage == 2 else None, parallel)
         if run.stage2 is not None:
             report(f"stage 2: 5 L1 + 1 perceptual ({run.stage2.note}) + 0.3 GAN ({s.discriminator} discriminator)")
         stream = endless(latent_batches(data, s.batch, s.seed, student.device))
@@ -381,4 +397,6 @@ def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print) -> di
         if run.ema is not None:
             run.ema.copy_to_params()
     seconds = run.earlier_seconds + time.perf_counter() - run.started
+    if parallel is not None and not parallel.is_main:
+        return None
     return _write(run, spec, seconds)
