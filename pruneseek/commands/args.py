@@ -57,6 +57,18 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
+def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
+    """The calibration-data options of ``search`` and ``retrain``: crops, their side, the image folder, the seed."""
+    from pruneseek import recipes
+
+    p.add_argument("--crops", type=positive_int, default=recipes.SEARCH["crops"],
+                   help=f"calibration crops (default {recipes.SEARCH['crops']})")
+    p.add_argument("--crop-size", type=positive_int, default=recipes.SEARCH["crop_size"],
+                   help=f"HR crop side in pixels (default {recipes.SEARCH['crop_size']})")
+    p.add_argument("--data", type=Path, help="folder of HR images (default: the built-in photographs, train split)")
+    p.add_argument("--seed", type=nonnegative_int, default=recipes.SEARCH["seed"])
+
+
 def target_source(args: argparse.Namespace):
     """The :class:`~pruneseek.targets.load.TargetSource` the model options name."""
     from pruneseek.targets.load import TargetSource

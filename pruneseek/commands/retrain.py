@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from pruneseek import recipes
-from pruneseek.commands.args import (add_target_arguments, command_parser, nonnegative_float, nonnegative_int,
+from pruneseek.commands.args import (add_calibration_arguments, add_target_arguments, command_parser, nonnegative_float, nonnegative_int,
                                      positive_float, positive_int, target_source)
 
 HELP = "retrain a pruned folder from 'pruneseek export' (TinySR's stage 1 and stage 2)"
@@ -55,12 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "TSD-SR's)")
     p.add_argument("--ema-decay", type=nonnegative_float, default=None,
                    help="EMA decay of the weights the output holds (default: spans the last tenth of the run; 0: off)")
-    p.add_argument("--crops", type=positive_int, default=recipes.SEARCH["crops"],
-                   help=f"calibration crops (default {recipes.SEARCH['crops']})")
-    p.add_argument("--crop-size", type=positive_int, default=recipes.SEARCH["crop_size"],
-                   help=f"HR crop side in pixels (default {recipes.SEARCH['crop_size']})")
-    p.add_argument("--data", type=Path, help="folder of HR images (default: the built-in photographs, train split)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    add_calibration_arguments(p)
     p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
                    help="save the whole training state to OUT/checkpoint/ every N steps and at the end (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out with the same settings")

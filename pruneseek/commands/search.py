@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from pruneseek import recipes
-from pruneseek.commands.args import add_target_arguments, command_parser, nonnegative_int, positive_int, ratio, target_source
+from pruneseek.commands.args import (add_calibration_arguments, add_target_arguments, command_parser, nonnegative_int,
+                                     positive_int, ratio, target_source)
 
 EXAMPLES = """examples:
   pruneseek search --model tsdsr --ratio 0.5                       # tsdsr-mini, built-in photos, tinysr
@@ -63,17 +64,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "shorter than 10,000 steps so the EMA spans the last tenth of the run)")
     p.add_argument("--batch", type=positive_int, default=recipes.SEARCH["batch"],
                    help=f"crops per step (default {recipes.SEARCH['batch']})")
-    p.add_argument("--crops", type=positive_int, default=recipes.SEARCH["crops"],
-                   help=f"calibration crops (default {recipes.SEARCH['crops']})")
-    p.add_argument("--crop-size", type=positive_int, default=recipes.SEARCH["crop_size"],
-                   help=f"HR crop side in pixels (default {recipes.SEARCH['crop_size']})")
-    p.add_argument("--seed", type=nonnegative_int, default=recipes.SEARCH["seed"])
+    add_calibration_arguments(p)
     p.add_argument("--mode", choices=["blend", "skip"], default=None,
                    help="execution mode of the learned strategies (default blend)")
     p.add_argument("--perceptual", choices=["auto", "gmsd", "lpips"], default="auto",
                    help="perceptual term: LPIPS if its weights are local, else GMSD (auto)")
     p.add_argument("--out", type=Path, help="output folder (default results/search/<model>-r<ratio>-<strategy>-s<seed>)")
-    p.add_argument("--data", type=Path, help="folder of HR images (default: the built-in photographs, train split)")
     add_target_arguments(p)
     p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
                    help="learned strategies: save the whole search state to OUT/checkpoint/ every N steps and at "
