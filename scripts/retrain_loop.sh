@@ -10,8 +10,8 @@ run=.venv/bin/pruneseek
 out=runs/loop
 mkdir -p "$out"
 $run export --mask results/search/tsdsr-mini-r0.5-tinysr-s0/mask.json --out "$out/pruned" --no-measure --force
-$run retrain --from "$out/pruned" --out "$out/stage1" --force --quiet "$@"
-$run retrain --from "$out/stage1" --out "$out/stage2" --stage 2 --force --quiet "$@"
-$run retrain --from "$out/stage1" --out "$out/stage2-lr1e-4" --stage 2 --lr 1e-4 --force --quiet "$@"
+$run retrain --from "$out/pruned" --out "$out/stage1" --force --quiet --threads 1 "$@"
+$run retrain --from "$out/stage1" --out "$out/stage2" --stage 2 --force --quiet --threads 1 "$@"
+$run retrain --from "$out/stage1" --out "$out/stage2-lr1e-4" --stage 2 --lr 1e-4 --force --quiet --threads 1 "$@"
 $run bench retrain --model "pruned=$out/pruned" --model "stage1=$out/stage1" --model "stage2=$out/stage2" \
     --model "stage2-lr1e-4=$out/stage2-lr1e-4" --out results/retrain-tsdsr-mini.json

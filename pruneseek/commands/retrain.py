@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from pruneseek import recipes
-from pruneseek.commands.args import (add_calibration_arguments, add_target_arguments, command_parser, nonnegative_float, nonnegative_int,
-                                     positive_float, positive_int, target_source)
+from pruneseek.commands.args import (add_calibration_arguments, add_target_arguments, add_threads_argument, command_parser, nonnegative_float, nonnegative_int,
+                                     positive_float, positive_int, target_source, torch_threads)
 
 HELP = "retrain a pruned folder from 'pruneseek export' (TinySR's stage 1 and stage 2)"
 DESCRIPTION = (
@@ -65,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an --out folder that holds other files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_target_arguments(p)
+    add_threads_argument(p)
     p.set_defaults(run=run)
 
 
@@ -91,12 +92,12 @@ def run(args: argparse.Namespace) -> int:
         return launch(without_option(args.argv, "--nproc"), args.nproc)
     parallel = init_from_env(settings.source.device)
     try:
-        if parallel.is_main:
+        with torch_threads(args.threads):
+            if not parallel.is_main:
+                with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # rank 0 speaks and writes
+                    run_retrain(settings, parallel=parallel)
+                return 0
             doc = run_retrain(settings, parallel=parallel)
-        else:
-            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # rank 0 speaks and writes
-                run_retrain(settings, parallel=parallel)
-            return 0
     finally:
         shutdown()
     loss = doc["loss"]
