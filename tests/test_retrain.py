@@ -180,3 +180,32 @@ def test_two_processes_follow_one_process(exported, tmp_path):
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     la, lb = (json.loads((f / "RETRAIN.json").read_text())["loss"]["history"] for f in (one, two))
     assert la == pytest.approx(lb, rel=1e-5, abs=1e-7)
+
+
+def test_online_annealing_starts_at_the_teacher_and_ends_pruned(exported, tmp_path, capsys):
+    out = tmp_path / "annealed"
+    assert main(["retrain", "--from", str(exported), "--out", str(out), "--steps", "6", "--anneal-steps", "4",
+                 "--ema-decay", "0", *SMALL]) == 0
+    assert "the 12 dropped blocks fade out over 4 steps" in capsys.readouterr().out
+    doc = json.loads((out / "RETRAIN.json").read_text())
+    assert doc["loss"]["history"][0] < 1e-6  # σ = 1 at t = 0: the student is the teacher
+    assert doc["loss"]["history"][-1] > 1e-4  # the dropped blocks are gone by then
+    assert doc["recipe"]["anneal_steps"] == 4 and doc["recipe"]["anneal_replacement"] == "identity"
+    model = SD3Transformer2DModel.from_pretrained(str(out))
+    assert model.config.num_layers == 12 and _weights(out).keys() == _weights(exported).keys()
+    assert main(["retrain", "--from", str(out), "--out", str(tmp_path / "again"), "--anneal-steps", "2",
+                 *SMALL]) == 2  # annealing restarts from the teacher: a retrained folder would be ignored
+    assert "already retrained" in capsys.readouterr().err
+
+
+def test_feature_distillation_trains_projections_and_drops_them(exported, tmp_path):
+    plain, distilled = tmp_path / "plain", tmp_path / "distilled"
+    common = ["--steps", "3", "--ema-decay", "0", *SMALL]
+    assert main(["retrain", "--from", str(exported), "--out", str(plain), *common]) == 0
+    assert main(["retrain", "--from", str(exported), "--out", str(distilled), "--feature-distill", "0.5", *common]) == 0
+    a, b = (json.loads((f / "RETRAIN.json").read_text()) for f in (plain, distilled))
+    width = 64  # tsdsr-mini: 2 heads × 32
+    assert b["trainable_parameters"] - a["trainable_parameters"] == 12 * (width * width + width)
+    # at step 0 both students are the export; the distilled loss adds λ·(feature distance) > 0 on top of the same L1
+    assert b["loss"]["history"][0] > a["loss"]["history"][0] + 1e-3
+    assert _weights(distilled).keys() == _weights(plain).keys()  # the projections are not part of the model

@@ -48,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="stage 2's perceptual term: LPIPS if its weights are local, else GMSD (auto)")
     p.add_argument("--discriminator", default="patch",
                    help="stage 2's discriminator (default patch: a weight-free PatchGAN trained alongside)")
+    p.add_argument("--anneal-steps", type=nonnegative_int, default=0, metavar="T",
+                   help="PocketSR's online annealing: train the full model under the export's mask and fade the dropped "
+                        "blocks out over the first T steps (identity replacement), then cut them (default 0: off)")
+    p.add_argument("--feature-distill", type=nonnegative_float, default=0.0, metavar="LAMBDA",
+                   help="PocketSR's multi-layer feature distillation weight over the kept blocks' outputs, one linear "
+                        "projection each (PocketSR: 0.001; default 0: off)")
     p.add_argument("--weight-update", choices=["full", "lora"], default="full",
                    help="train every weight (full, default) or LoRA adapters merged at the end")
     p.add_argument("--lora-rank", type=positive_int, default=recipes.RETRAIN["lora_rank"],
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     settings = RetrainSettings(
         pruned=args.pruned, out=args.out, source=target_source(args), stage=args.stage, steps=args.steps,
         batch=args.batch, lr=args.lr, perceptual=args.perceptual, discriminator=args.discriminator,
+        anneal_steps=args.anneal_steps, feature_distill=args.feature_distill,
         weight_update=args.weight_update, lora_rank=args.lora_rank, ema_decay=args.ema_decay, crops=args.crops,
         crop_size=args.crop_size, data=args.data, seed=args.seed, checkpoint_every=args.checkpoint_every,
         resume=args.resume, force=args.force, progress=not args.quiet,

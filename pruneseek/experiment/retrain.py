@@ -23,12 +23,16 @@ same weights as an uninterrupted one. The output folder has the export's layout 
 ``SD3Transformer2DModel.from_pretrained`` and with ``TargetSource(pruned=...)``) plus ``RETRAIN.json`` (recipe,
 steps, losses, data, the source export's fingerprint) and ``loss.png``; it is written into a temporary folder
 and renamed at the end. Stage 2 usually starts from a stage-1 output folder (it has the export's layout). Data parallel
-with ``--nproc N`` or torchrun (see :func:`run_retrain`). Not yet here (issue 14): PocketSR's annealing and
-feature distillation, autocast and gradient checkpointing.
+with ``--nproc N`` or torchrun (see :func:`run_retrain`). PocketSR's tools (arXiv:2510.03012): ``anneal_steps = T``
+trains the *full* model under the export's mask and fades the dropped blocks out, y = σ_t·φ(x) + (1 − σ_t)·x,
+σ_t = max(0, (T − t)/T), then cuts them (the output is pruned physically at the end); the replacement M_P is the
+identity, so the result stays a plain SD3 transformer that diffusers loads (a trainable replacement would need a
+model class of its own). ``feature_distill = λ`` (PocketSR uses 0.001) adds λ·Σ_l mean ‖f_tea^l − proj_l(f_stu^l)‖²
+over the kept blocks' image-token outputs, one linear projection per block (identity at the start, discarded
+afterwards). Not yet here (issue 14, 17): autocast and gradient checkpointing.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -60,6 +64,12 @@ class RetrainSettings:
     lr: float | None = None
     perceptual: str = "auto"
     discriminator: str = "patch"
+    #: PocketSR's online annealing (arXiv:2510.03012 §3.2.1): over the first T steps the dropped blocks fade out,
+    #: y = σ_t·φ(x) + (1 − σ_t)·x with σ_t = max(0, (T − t)/T) (identity replacement); 0: off.
+    anneal_steps: int = 0
+    #: PocketSR's multi-layer feature distillation (§3.2.3) weight λ over the kept blocks' image-token outputs,
+    #: Σ_l mean ‖f_tea^l − proj_l(f_stu^l)‖² with one trainable linear projection per layer; 0: off.
+    feature_distill: float = 0.0
     weight_update: str = "full"
     lora_rank: int = recipes.RETRAIN["lora_rank"]
     #: EMA decay of the weights (None: :func:`pruneseek.recipes.ema_decay_for` the run length; 0: no EMA).
@@ -85,8 +95,10 @@ class RetrainSettings:
 
     def recipe(self) -> dict[str, Any]:
         """What the retrained weights depend on (recorded, and checked on resume)."""
-        keys = ("stage", "steps", "batch", "weight_update", "lora_rank", "crops", "crop_size", "seed")
+        keys = ("stage", "steps", "batch", "weight_update", "lora_rank", "crops", "crop_size", "seed", "anneal_steps",
+                "feature_distill")
         out = {k: asdict(self)[k] for k in keys} | {"lr": self.student_lr, "ema_decay": self.decay,
+                                                    "anneal_replacement": "identity" if self.anneal_steps else None,
                                                     "optimizer": "AdamW, weight decay 0, clip 1.0"}
         if self.stage == 1:
             return out | {"loss": "L1(z_stu, z_tea) (TinySR eq. A.4)"}
@@ -107,6 +119,14 @@ def check_settings(s: RetrainSettings) -> None:
         raise PruneseekError(f"--weights-update must be full or lora, got {s.weight_update!r}")
     if not 0 <= s.decay < 1:
         raise PruneseekError(f"--ema-decay must lie in [0, 1), got {s.decay}")
+    if not 0 <= s.anneal_steps <= s.steps:
+        raise PruneseekError(f"--anneal-steps must lie in [0, --steps = {s.steps}] (the annealing is part of the "
+                             f"run), got {s.anneal_steps}")
+    if s.anneal_steps and (Path(s.pruned) / "RETRAIN.json").is_file():
+        raise PruneseekError(f"--anneal-steps starts from the teacher's weights under the export's mask, so {s.pruned} "
+                             "(already retrained) would be ignored; give the export folder, or drop --anneal-steps")
+    if s.feature_distill < 0:
+        raise PruneseekError(f"--feature-distill must be ≥ 0, got {s.feature_distill}")
     if s.batch > s.crops:
         raise PruneseekError(f"--batch {s.batch} exceeds the {s.crops} calibration crops; use more --crops")
     export_record(Path(s.pruned))  # a readable export folder, before anything is created
@@ -151,11 +171,11 @@ class _Stage2:
         self.trainer = Trainer(torch.optim.AdamW(params, lr=self.w["disc_lr"], weight_decay=0.0), params,
                                parallel=parallel)
 
-    def student_loss(self, student, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """λ5·L1 + λ6·P + λ7·L_G and the decoded image in [−1, 1] (the discriminator frozen for this pass)."""
+    def student_loss(self, student, z, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """λ5·L1 + λ6·P + λ7·L_G for the student latent ``z``, and the decoded image in [−1, 1] (the discriminator
+        frozen for this pass)."""
         from pruneseek.discriminator import generator_loss
 
-        z = student.sr_latent(batch["z_lr"])
         image = student.decode(z)
         self.disc.requires_grad_(False)
         loss = (self.w["lambda_l1"] * (z - batch["z_tea"]).abs().mean()
@@ -180,6 +200,35 @@ class _Stage2:
         self.trainer.load_state(state["disc_trainer"])
 
 
+class _Distill(torch.nn.Module):
+    """PocketSR's multi-layer feature distillation: student block outputs projected onto the teacher's."""
+
+    def __init__(self, teacher, pairs: list[tuple[int, int]], weight: float):
+        super().__init__()
+        width = teacher.transformer.config.num_attention_heads * teacher.transformer.config.attention_head_dim
+        self.teacher, self.pairs, self.weight = teacher, pairs, weight
+        self.proj = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in pairs)
+        with torch.no_grad():
+            for layer in self.proj:  # identity at the start: the first loss is the plain feature distance
+                layer.weight.copy_(torch.eye(width))
+                layer.bias.zero_()
+        self.to(teacher.device)
+
+    @staticmethod
+    def _record(store: dict, stack):
+        return stack.observe(lambda i, state_in, state_out: store.__setitem__(i, stack.adapter.primary(state_out)))
+
+    def run(self, student, forward, z_lr) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student latent (``forward()``, observed) and λ·Σ_l mean ‖f_tea − proj(f_stu)‖²."""
+        mine, theirs = {}, {}
+        with self._record(mine, student.stack):
+            z = forward()
+        with torch.no_grad(), self._record(theirs, self.teacher.stack):
+            self.teacher.sr_latent(z_lr)
+        loss = sum(((theirs[t] - proj(mine[s_])) ** 2).mean() for (s_, t), proj in zip(self.pairs, self.proj))
+        return z, self.weight * loss
+
+
 @dataclass
 class _Run:
     """The state of one retraining run."""
@@ -194,6 +243,9 @@ class _Run:
     record: dict
     stage2: _Stage2 | None = None
     parallel: Any = None
+    #: The export's mask when the student anneals (the full model under the mask), else None.
+    mask: list[int] | None = None
+    distill: _Distill | None = None
     history: list[float] = field(default_factory=list)
     first_step: int = 0
     earlier_seconds: float = 0.0
@@ -280,6 +332,24 @@ def _restore(run: _Run, ckpt, stream) -> None:
     run.first_step, run.earlier_seconds = int(state["step"]), float(state["seconds"])
 
 
+def _student_loss(run: _Run, batch: dict, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The stage's loss for ``batch`` at ``step`` (annealing masks and feature distillation when asked), and the
+    decoded image for the discriminator (stage 2)."""
+    from pruneseek.recovery import step_mask
+
+    student, z_lr = run.student, batch["z_lr"]
+    if run.mask is None:
+        forward = lambda: student.sr_latent(z_lr)  # noqa: E731
+    else:
+        row, mode = step_mask(run.mask, step, run.settings.anneal_steps)
+        forward = lambda: student.sr_latent(z_lr, row.to(z_lr.device).expand(z_lr.shape[0], -1), mode)  # noqa: E731
+    z, extra = run.distill.run(student, forward, z_lr) if run.distill is not None else (forward(), 0.0)
+    if run.stage2 is None:
+        return (z - batch["z_tea"]).abs().mean() + extra, None
+    loss, image = run.stage2.student_loss(student, z, batch)
+    return loss + extra, image
+
+
 def _train(run: _Run, ckpt, stream) -> None:
     """The stage-1 steps, from ``run.first_step`` to the end (checkpoints as asked)."""
     from tqdm.auto import tqdm
@@ -295,10 +365,7 @@ def _train(run: _Run, ckpt, stream) -> None:
             if run.parallel is not None and run.parallel.active:  # this rank's rows of the global batch
                 batch = run.parallel.shard(batch, batch["z_lr"].shape[0])
             run.trainer.zero_grad()
-            if run.stage2 is None:
-                loss, image = (student.sr_latent(batch["z_lr"]) - batch["z_tea"]).abs().mean(), None
-            else:
-                loss, image = run.stage2.student_loss(student, batch)
+            loss, image = _student_loss(run, batch, step)
             value, finite = run.trainer.read(loss)
             run.history.append(value)
             if run.trainer.apply(loss, finite) and run.ema is not None:
@@ -355,6 +422,55 @@ def _write(run: _Run, spec, seconds: float) -> dict:
     return doc
 
 
+def _trained(s: RetrainSettings, student, stack) -> list:
+    """The student's trained parameters: LoRA adapters entered on ``stack`` (merged when it closes), or every weight
+    the pruned forward uses (an annealed student's dropped blocks stay frozen)."""
+    from pruneseek.training import lora_adapters
+
+    if s.weight_update == "lora":
+        return stack.enter_context(lora_adapters(student.transformer, _lora_targets(student, s.source.is_real),
+                                                 s.lora_rank, float(s.lora_rank), seed=s.seed, after="merge"))
+    if s.anneal_steps:
+        return [p for p in student.transformer.parameters() if p.requires_grad]
+    params = list(student.transformer.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _annealed_student(teacher, record: dict):
+    """PocketSR's student: the full model under the export's mask, dropped blocks frozen (faded out by σ_t)."""
+    from pruneseek.mask import Mask
+    from pruneseek.recovery import make_student
+
+    mask = Mask.from_keep(record["mask"]["keep"], teacher.num_layers, error=PruneseekError).tolist()
+    return make_student(teacher, mask), mask
+
+
+def _build_run(s: RetrainSettings, teacher, student, data, record, parallel, stack, report) -> _Run:
+    from pruneseek.training import Trainer
+
+    mask = None
+    if s.anneal_steps:
+        student, mask = _annealed_student(teacher, record)
+        report(f"online annealing: the {mask.count(0)} dropped blocks fade out over {s.anneal_steps} steps")
+    params = _trained(s, student, stack)
+    keep = record["mask"]["keep"]
+    pairs = [(i, i) for i in keep] if mask is not None else list(enumerate(keep))
+    distill = _Distill(teacher, pairs, s.feature_distill) if s.feature_distill else None
+    params = params + (list(distill.parameters()) if distill is not None else [])
+    if parallel is not None and parallel.active and s.batch % parallel.world:
+        raise PruneseekError(f"--batch {s.batch} (the global batch) does not split over {parallel.world} "
+                             f"processes; use a multiple of {parallel.world}")
+    trainer = Trainer(torch.optim.AdamW(params, lr=s.student_lr, weight_decay=0.0), params, clip_norm=1.0,
+                      parallel=parallel)
+    run = _Run(s, teacher, student, data, params, trainer, _EMA(params, s.decay) if s.decay else None, record,
+               _Stage2(s, student.device, parallel) if s.stage == 2 else None, parallel, mask, distill)
+    if run.stage2 is not None:
+        report(f"stage 2: 5 L1 + 1 perceptual ({run.stage2.note}) + 0.3 GAN ({s.discriminator} discriminator)")
+    return run
+
+
 def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print, parallel=None) -> dict | None:
     """Retraining of ``s.pruned`` (module docstring); returns the ``RETRAIN.json`` document (None on ranks > 0).
 
@@ -363,9 +479,10 @@ def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print, paral
     follow one process with the same global batch (up to the order of floating-point sums). Rank 0 writes.
     """
     import contextlib
+    from dataclasses import replace
 
     from pruneseek.sr_problem import latent_batches
-    from pruneseek.training import Trainer, endless, lora_adapters
+    from pruneseek.training import endless
 
     check_settings(s)
     torch.manual_seed(s.seed)
@@ -373,29 +490,19 @@ def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print, paral
     world = parallel.world if parallel is not None else 1
     ckpt = _checkpointing(s, _fingerprint(s, record, spec) | {"processes": world})
     with contextlib.ExitStack() as stack:
-        if s.weight_update == "lora":
-            params = stack.enter_context(lora_adapters(student.transformer, _lora_targets(student, s.source.is_real),
-                                                       s.lora_rank, float(s.lora_rank), seed=s.seed, after="merge"))
-        else:
-            params = list(student.transformer.parameters())
-            for p in params:
-                p.requires_grad_(True)
-        if parallel is not None and parallel.active and s.batch % parallel.world:
-            raise PruneseekError(f"--batch {s.batch} (the global batch) does not split over {parallel.world} "
-                                 f"processes; use a multiple of {parallel.world}")
-        trainer = Trainer(torch.optim.AdamW(params, lr=s.student_lr, weight_decay=0.0), params, clip_norm=1.0,
-                          parallel=parallel)
-        run = _Run(s, teacher, student, data, params, trainer, _EMA(params, s.decay) if s.decay else None,
-                   record, _Stage2(s, student.device, parallel) if s.stage == 2 else None, parallel)
-        if run.stage2 is not None:
-            report(f"stage 2: 5 L1 + 1 perceptual ({run.stage2.note}) + 0.3 GAN ({s.discriminator} discriminator)")
-        stream = endless(latent_batches(data, s.batch, s.seed, student.device))
+        run = _build_run(s, teacher, student, data, record, parallel, stack, report)
+        stream = endless(latent_batches(data, s.batch, s.seed, run.student.device))
         if ckpt is not None and ckpt.resume:
             _restore(run, ckpt, stream)
             report(f"resuming from {ckpt.path} at step {run.first_step}")
         _train(run, ckpt, stream)
         if run.ema is not None:
             run.ema.copy_to_params()
+    if run.mask is not None:  # the annealed student, physically pruned for the output
+        from pruneseek.export.prune import pruned_transformer
+
+        run.student = replace(run.student, transformer=pruned_transformer(run.student.transformer,
+                                                                          record["mask"]["keep"], share=False))
     seconds = run.earlier_seconds + time.perf_counter() - run.started
     if parallel is not None and not parallel.is_main:
         return None
