@@ -209,3 +209,12 @@ def test_feature_distillation_trains_projections_and_drops_them(exported, tmp_pa
     # at step 0 both students are the export; the distilled loss adds λ·(feature distance) > 0 on top of the same L1
     assert b["loss"]["history"][0] > a["loss"]["history"][0] + 1e-3
     assert _weights(distilled).keys() == _weights(plain).keys()  # the projections are not part of the model
+
+
+def test_gradient_checkpointing_changes_memory_not_numbers(exported, tmp_path):
+    plain, ckpt = tmp_path / "plain", tmp_path / "ckpt"
+    common = ["--steps", "3", *SMALL]
+    assert main(["retrain", "--from", str(exported), "--out", str(plain), *common]) == 0
+    assert main(["retrain", "--from", str(exported), "--out", str(ckpt), "--gradient-checkpointing", *common]) == 0
+    a, b = _weights(plain), _weights(ckpt)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -80,6 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                    help="learned strategies: run data-parallel in N processes on this machine (gloo on CPU, nccl "
                         "on CUDA); --batch is the global batch, split over the processes")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute each block's activations in the backward pass: less memory, the same numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -92,7 +94,8 @@ def settings_from(args: argparse.Namespace):
         source=target_source(args), model=args.model, ratio=args.ratio, space=args.space, strategy=args.strategy,
         rule=args.rule, mode=args.mode, ema_decay=args.ema_decay, steps=args.steps, batch=args.batch,
         crops=args.crops, crop_size=args.crop_size, seed=args.seed, perceptual=args.perceptual, data=args.data,
-        out=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.quiet,
+        out=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        gradient_checkpointing=args.gradient_checkpointing, progress=not args.quiet,
     )
 
 

@@ -44,6 +44,9 @@ class MaskedStack(nn.Module):
         self.adapter = adapter
         self._observers: tuple[Callable[[int, Any, Any], None], ...] = ()
         self._forced: list[bool] | None = None
+        #: Gradient checkpointing: each block's activations are recomputed in the backward pass instead of kept
+        #: (torch.utils.checkpoint, non-reentrant); same values and gradients, less memory, about one more forward.
+        self.checkpointing = False
 
     @contextlib.contextmanager
     def observe(self, fn: Callable[[int, Any, Any], None]) -> Iterator["MaskedStack"]:
@@ -76,6 +79,14 @@ class MaskedStack(nn.Module):
         finally:
             self._forced = previous
 
+    def _run(self, fn, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, checkpointed when :attr:`checkpointing` is on and autograd records."""
+        if self.checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(fn, *args, use_reentrant=False, **kwargs)
+        return fn(*args, **kwargs)
+
     def _notify(self, index: int, state_in: Any, state_out: Any) -> None:
         for fn in self._observers:
             fn(index, state_in, state_out)
@@ -91,7 +102,7 @@ class MaskedStack(nn.Module):
         observed = bool(self._observers)
         if masks is None:
             for i, block in enumerate(self.blocks):
-                new = self.adapter.call(block, state, **block_kwargs)
+                new = self._run(self.adapter.call, block, state, **block_kwargs)
                 if observed:
                     self._notify(i, state, new)
                 state = new
@@ -108,11 +119,11 @@ class MaskedStack(nn.Module):
             if active is not None and not active[i]:
                 continue
             if observed:
-                new = self.adapter.call(block, state, **block_kwargs)
+                new = self._run(self.adapter.call, block, state, **block_kwargs)
                 self._notify(i, state, new)
                 state = self.adapter.blend(new, state, masks[:, i])
             else:
-                state = self.adapter.step(block, state, masks[:, i], **block_kwargs)
+                state = self._run(self.adapter.step, block, state, masks[:, i], **block_kwargs)
         return state
 
     def forward_kept(self, state: Any, kept: Sequence[int], **block_kwargs: Any) -> Any:

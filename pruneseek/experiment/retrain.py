@@ -80,6 +80,8 @@ class RetrainSettings:
     seed: int = 0
     checkpoint_every: int = 0
     resume: bool = False
+    #: Recompute each block's activations in the backward pass (less memory, the same numbers).
+    gradient_checkpointing: bool = False
     force: bool = False
     progress: bool = True
 
@@ -454,6 +456,7 @@ def _build_run(s: RetrainSettings, teacher, student, data, record, parallel, sta
     if s.anneal_steps:
         student, mask = _annealed_student(teacher, record)
         report(f"online annealing: the {mask.count(0)} dropped blocks fade out over {s.anneal_steps} steps")
+    student.stack.checkpointing = s.gradient_checkpointing
     params = _trained(s, student, stack)
     keep = record["mask"]["keep"]
     pairs = [(i, i) for i in keep] if mask is not None else list(enumerate(keep))

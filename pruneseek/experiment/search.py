@@ -132,6 +132,7 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
 
     torch.manual_seed(settings.seed)
     target = settings.source.load()
+    target.stack.checkpointing = settings.gradient_checkpointing
     preset = resolve_space(settings.model, settings.ratio, settings.space, target.num_layers)
     strategy = build_strategy(settings.strategy, settings.steps, mini=not settings.source.is_real, rule=settings.rule,
                               mode=settings.mode,

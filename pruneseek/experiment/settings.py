@@ -36,6 +36,8 @@ class SearchSettings:
     out: Path | None = None
     checkpoint_every: int = 0
     resume: Path | None = None
+    #: Recompute each block's activations in the backward pass (less memory, same numbers).
+    gradient_checkpointing: bool = False
     progress: bool = True
 
 

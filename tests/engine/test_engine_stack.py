@@ -193,3 +193,22 @@ def test_mmdit_mask_gradient_flows_in_blend_mode(sd3):
     out, _ = sd3_with_stack(model, stack, masks, "blend", **inputs)
     out.square().mean().backward()
     assert torch.isfinite(masks.grad).all() and (masks.grad != 0).all()
+
+
+def test_gradient_checkpointing_gives_the_same_values_and_gradients():
+    """MaskedStack.checkpointing recomputes activations in the backward pass: bit-identical loss and gradients."""
+    from pruneseek.targets.mini import load_mini
+
+    target = load_mini()
+    z = torch.randn(2, 48, 8, 8, generator=torch.Generator().manual_seed(0))
+    results = []
+    for checkpointing in (False, True):
+        target.stack.checkpointing = checkpointing
+        target.transformer.zero_grad()
+        masks = torch.tensor([[1.0, 0.0] * 12, [0.0, 1.0] * 12], requires_grad=True)
+        loss = target.sr_latent(z, masks, "blend").pow(2).mean()
+        loss.backward()
+        weight = target.transformer.transformer_blocks[3].attn.to_q.weight.grad.clone()
+        results.append((loss.detach(), masks.grad.clone(), weight))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
