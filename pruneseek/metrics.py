@@ -1,4 +1,5 @@
-"""Weight-free image metrics and losses in torch (differentiable): PSNR, SSIM, GMSD, HaarPSI.
+"""Weight-free image metrics and losses in torch (differentiable): PSNR, SSIM, GMSD, HaarPSI; and the papers'
+Y-channel PSNR/SSIM (BasicSR's convention, not differentiable: :func:`psnr_y`, :func:`ssim_y`).
 
 Images are ``(B, C, H, W)`` in [0, 1]. Each metric returns one value per image, shape ``(B,)``.
 
@@ -42,8 +43,12 @@ def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
 
 def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     x, y = luminance(x), luminance(y)
-    w = _gaussian_window(window, sigma, x.dtype, x.device)
-    c1, c2 = 0.01**2, 0.03**2
+    return _ssim_mean(x, y, _gaussian_window(window, sigma, x.dtype, x.device), 1.0)
+
+
+def _ssim_mean(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, peak: float) -> torch.Tensor:
+    """Mean SSIM map of one-channel ``x``, ``y`` ('valid' filtering with window ``w``; C1, C2 for ``peak``)."""
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
     mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
     sxx = F.conv2d(x * x, w) - mu_x**2
     syy = F.conv2d(y * y, w) - mu_y**2
@@ -153,3 +158,66 @@ def haarpsi(
     sim, weight = torch.cat(sims, dim=1), torch.cat(weights, dim=1)
     pooled = (torch.sigmoid(alpha * sim) * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)
     return (torch.log(pooled / (1 - pooled)) / alpha) ** 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The papers' convention (docs/design.md §9.4): BasicSR's ``calculate_psnr``/``calculate_ssim`` with
+# ``test_y_channel=True`` on 8-bit images, as the SR papers' tables report them (BasicSR, and pyiqa's psnr/ssim).
+
+#: BasicSR's ``rgb2ycbcr(y_only=True)`` / ``bgr2ycbcr`` luma coefficients for R, G, B in [0, 1] (BT.601 studio range).
+YCBCR_Y = (65.481, 128.553, 24.966)
+
+
+def y_channel_8bit(x: torch.Tensor) -> torch.Tensor:
+    """The luma BasicSR measures, ``(B, 1, H, W)`` float64 on the [16, 235] scale, of RGB ``(B, 3, H, W)`` in [0, 1].
+
+    1. 8-bit levels, as BasicSR sees images: ``q = round(clamp(x, 0, 1)·255)`` (``tensor2img`` for network outputs;
+       for PNG/JPEG files read as uint8 ``x·255`` is already whole, so this is exact).
+    2. ``to_y_channel``: ``y = (q / 255) · [65.481, 128.553, 24.966] + 16``, stored as float32 the way BasicSR's
+       ``bgr2ycbcr`` returns a float32 image (``/255`` then ``·255``, float32), then float64.
+    """
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected RGB images (B, 3, H, W), got {tuple(x.shape)}")
+    q = (x.detach().to(torch.float64).clamp(0, 1) * 255.0).round()
+    unit = (q.to(torch.float32) / 255.0).to(torch.float64)
+    coeff = torch.tensor(YCBCR_Y, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
+    y = ((unit * coeff).sum(dim=1, keepdim=True) + 16.0) / 255.0
+    return (y.to(torch.float32) * 255.0).to(torch.float64)
+
+
+def _crop(x: torch.Tensor, border: int) -> torch.Tensor:
+    if border < 0:
+        raise ValueError(f"crop_border must be non-negative, got {border}")
+    return x[..., border : x.shape[-2] - border, border : x.shape[-1] - border] if border else x
+
+
+def _y_pair(sr: torch.Tensor, hr: torch.Tensor, crop_border: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if sr.shape != hr.shape:
+        raise ValueError(f"images differ in shape: {tuple(sr.shape)} and {tuple(hr.shape)}")
+    return _crop(y_channel_8bit(sr), crop_border), _crop(y_channel_8bit(hr), crop_border)
+
+
+def psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int) -> torch.Tensor:
+    """PSNR on the Y channel, BasicSR's convention (docs/design.md §9.4), one value per image ``(B,)`` in dB.
+
+    ``sr`` and ``hr`` are ``(B, 3, H, W)`` in [0, 1]. Both go to 8-bit levels and to BasicSR's Y
+    (:func:`y_channel_8bit`), ``crop_border`` pixels are trimmed from every edge, then
+    ``10·log10(255² / MSE)`` in float64; identical images give ``inf`` (as BasicSR does).
+    """
+    y_sr, y_hr = _y_pair(sr, hr, crop_border)
+    mse = ((y_sr - y_hr) ** 2).flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(255.0**2 / mse)
+
+
+def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int) -> torch.Tensor:
+    """SSIM on the Y channel, BasicSR's ``calculate_ssim`` (docs/design.md §9.4), one value per image ``(B,)``.
+
+    The same 8-bit Y as :func:`psnr_y` on the 0–255 scale, ``crop_border`` trimmed; an 11×11 Gaussian window of
+    σ 1.5 (``cv2.getGaussianKernel(11, 1.5)``, outer product), C1 = (0.01·255)², C2 = (0.03·255)², 'valid'
+    filtering (BasicSR filters with ``cv2.filter2D`` and keeps ``[5:-5, 5:-5]``), the mean of the SSIM map.
+    Needs at least 11 pixels per side after the crop.
+    """
+    x, y = _y_pair(sr, hr, crop_border)
+    if min(x.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs at least 11×11 pixels after the border crop, got {tuple(x.shape[-2:])}")
+    return _ssim_mean(x, y, _gaussian_window(11, 1.5, torch.float64, x.device), 255.0)

@@ -1,4 +1,16 @@
 """Sub-commands of the `pruneseek` CLI. Each module offers ``add_parser(subparsers)``, which sets ``run``."""
-from pruneseek.commands import bench, compare, export, landscape, retrain, search, space, teacher, tune
+from pruneseek.commands import (
+    bench,
+    compare,
+    evaluate,
+    export,
+    landscape,
+    retrain,
+    search,
+    space,
+    teacher,
+    tune,
+    upscale,
+)
 
-COMMANDS = [search, compare, tune, space, teacher, bench, landscape, export, retrain]
+COMMANDS = [search, compare, tune, space, teacher, bench, landscape, export, evaluate, upscale, retrain]
