@@ -68,6 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                    help="data parallel in N processes on this machine (gloo on CPU, nccl on CUDA); --batch is the "
                         "global batch, split over the processes (or run under torchrun)")
+    p.add_argument("--autocast", choices=["bf16"], default=None,
+                   help="run the forward in bfloat16 under torch.autocast (weights, optimiser and EMA stay float32)")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each block's activations in the backward pass: less memory, the same numbers")
     p.add_argument("--force", action="store_true", help="replace an --out folder that holds other files")
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         anneal_steps=args.anneal_steps, feature_distill=args.feature_distill,
         weight_update=args.weight_update, lora_rank=args.lora_rank, ema_decay=args.ema_decay, crops=args.crops,
         crop_size=args.crop_size, data=args.data, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        resume=args.resume, force=args.force, gradient_checkpointing=args.gradient_checkpointing,
+        resume=args.resume, force=args.force, gradient_checkpointing=args.gradient_checkpointing, autocast=args.autocast,
         progress=not args.quiet,
     )
     if args.nproc > 1 and not under_launcher():

@@ -29,7 +29,8 @@ trains the *full* model under the export's mask and fades the dropped blocks out
 identity, so the result stays a plain SD3 transformer that diffusers loads (a trainable replacement would need a
 model class of its own). ``feature_distill = λ`` (PocketSR uses 0.001) adds λ·Σ_l mean ‖f_tea^l − proj_l(f_stu^l)‖²
 over the kept blocks' image-token outputs, one linear projection per block (identity at the start, discarded
-afterwards). Not yet here (issue 14, 17): autocast and gradient checkpointing.
+afterwards). ``autocast = "bf16"`` runs the forward in bfloat16; ``gradient_checkpointing`` recomputes block
+activations in the backward pass. Not yet here: fp16 with loss scaling, LoRA written apart from the weights.
 """
 from __future__ import annotations
 
@@ -82,6 +83,9 @@ class RetrainSettings:
     resume: bool = False
     #: Recompute each block's activations in the backward pass (less memory, the same numbers).
     gradient_checkpointing: bool = False
+    #: Mixed precision: "bf16" runs the forward under torch.autocast in bfloat16 (weights, optimiser and EMA stay
+    #: float32); None: float32 throughout.
+    autocast: str | None = None
     force: bool = False
     progress: bool = True
 
@@ -98,7 +102,7 @@ class RetrainSettings:
     def recipe(self) -> dict[str, Any]:
         """What the retrained weights depend on (recorded, and checked on resume)."""
         keys = ("stage", "steps", "batch", "weight_update", "lora_rank", "crops", "crop_size", "seed", "anneal_steps",
-                "feature_distill")
+                "feature_distill", "autocast")
         out = {k: asdict(self)[k] for k in keys} | {"lr": self.student_lr, "ema_decay": self.decay,
                                                     "anneal_replacement": "identity" if self.anneal_steps else None,
                                                     "optimizer": "AdamW, weight decay 0, clip 1.0"}
@@ -124,6 +128,9 @@ def check_settings(s: RetrainSettings) -> None:
     if not 0 <= s.anneal_steps <= s.steps:
         raise PruneseekError(f"--anneal-steps must lie in [0, --steps = {s.steps}] (the annealing is part of the "
                              f"run), got {s.anneal_steps}")
+    if s.autocast not in (None, "bf16"):
+        raise PruneseekError(f"--autocast {s.autocast!r}: only bf16 is supported (fp16 needs loss scaling, which "
+                             "retrain does not do yet)")
     if s.anneal_steps and (Path(s.pruned) / "RETRAIN.json").is_file():
         raise PruneseekError(f"--anneal-steps starts from the teacher's weights under the export's mask, so {s.pruned} "
                              "(already retrained) would be ignored; give the export folder, or drop --anneal-steps")
@@ -352,6 +359,15 @@ def _student_loss(run: _Run, batch: dict, step: int) -> tuple[torch.Tensor, torc
     return loss + extra, image
 
 
+def _precision(run: _Run):
+    """``torch.autocast`` in bfloat16 on the student's device type when asked, else a no-op context."""
+    import contextlib
+
+    if run.settings.autocast != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=run.student.device.type, dtype=torch.bfloat16)
+
+
 def _train(run: _Run, ckpt, stream) -> None:
     """The stage-1 steps, from ``run.first_step`` to the end (checkpoints as asked)."""
     from tqdm.auto import tqdm
@@ -367,7 +383,9 @@ def _train(run: _Run, ckpt, stream) -> None:
             if run.parallel is not None and run.parallel.active:  # this rank's rows of the global batch
                 batch = run.parallel.shard(batch, batch["z_lr"].shape[0])
             run.trainer.zero_grad()
-            loss, image = _student_loss(run, batch, step)
+            with _precision(run):
+                loss, image = _student_loss(run, batch, step)
+            loss = loss.float()
             value, finite = run.trainer.read(loss)
             run.history.append(value)
             if run.trainer.apply(loss, finite) and run.ema is not None:
