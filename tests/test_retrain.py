@@ -229,3 +229,23 @@ def test_bf16_autocast_keeps_float32_weights_and_tracks_the_float32_run(exported
     assert all(b[k].dtype == a[k].dtype for k in a)
     la, lb = (json.loads((f / "RETRAIN.json").read_text())["loss"]["history"] for f in (full, mixed))
     assert lb == pytest.approx(la, rel=0.05) and lb != la  # bfloat16's 8-bit mantissa: close, not equal
+
+
+def test_a_separate_lora_export_loads_with_its_lora_merged(tmp_path):
+    """TargetSource(pruned=DIR) of a --lora-format separate export equals the merged export of the same mask."""
+    from tsdsr_files import write_tsdsr_files
+
+    files = write_tsdsr_files(tmp_path / "tsdsr")
+    model = ["--base", str(files["base"]), "--lora", str(files["lora"]), "--embeddings", str(files["emb"])]
+    mask_path = MaskFile.from_mask([1, 0, 1], model_name="tsdsr", strategy_name="manual", settings={}).save(
+        tmp_path / "mask.json")
+    for fmt in ("merged", "separate"):
+        assert main(["export", "--mask", str(mask_path), "--out", str(tmp_path / fmt), "--no-measure",
+                     "--lora-format", fmt, *model]) == 0
+    source = dict(base=files["base"], lora=files["lora"], embeddings=files["emb"])
+    merged = TargetSource(pruned=tmp_path / "merged", **source).load()
+    separate = TargetSource(pruned=tmp_path / "separate", **source).load()
+    assert separate.info["lora_merged_on_load"] and not merged.info["lora_merged_on_load"]
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(merged.sr_latent(z), separate.sr_latent(z), atol=1e-5)

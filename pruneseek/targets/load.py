@@ -121,7 +121,15 @@ def load_pruned(folder: Path, source: TargetSource):
         pooled = torch.load(folder / "embeddings" / "pool_embeds.pt", map_location="cpu", weights_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise TargetError(f"{folder}: cannot load the pruned model ({type(exc).__name__}: {exc}); export again")
-    info = {"pruned": str(folder), "export": {k: record.get(k) for k in ("source", "mask", "params")}}
+    lora_file = folder / "lora" / "transformer.safetensors"
+    if lora_file.is_file():  # an export with --lora-format separate: TSD-SR's renumbered LoRA, merged on load
+        from pruneseek.targets.tsdsr import TSDSR_TRANSFORMER_TARGETS, _apply_lora, _merge_lora, read_tsdsr_lora
+
+        tensors, rank = read_tsdsr_lora(lora_file)
+        _apply_lora(transformer, TSDSR_TRANSFORMER_TARGETS, tensors, rank, lora_file, folder)
+        _merge_lora(transformer)
+    info = {"pruned": str(folder), "export": {k: record.get(k) for k in ("source", "mask", "params")},
+            "lora_merged_on_load": lora_file.is_file()}
     return SRTarget(name=f"{full.name}-pruned", transformer=transformer, prompt_embeds=prompt.to(source.device),
                     pooled_embeds=pooled.to(source.device), encoder=full.encoder, decoder=full.decoder,
                     lora_targets=[], info=info)
