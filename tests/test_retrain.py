@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from safetensors.torch import load_file
 from pruneseek.cli import main
 from pruneseek.maskfile import MaskFile
 from pruneseek.targets.load import TargetSource
+from run_helpers import kill_after_checkpoint, write_images
 
 MASK = Path(__file__).resolve().parents[1] / "results" / "search" / "tsdsr-mini-r0.5-tinysr-s0" / "mask.json"
 SMALL = ["--crops", "8", "--crop-size", "32", "--batch", "2", "--quiet"]
@@ -86,15 +86,8 @@ def test_lora_retraining_merges_the_adapters(exported, tmp_path):
 def test_killed_retrain_resumes_to_identical_weights(exported, tmp_path):
     args = ["retrain", "--from", str(exported), "--steps", "40", *SMALL]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "pruneseek", *args, "--checkpoint-every", "2", "--out", str(killed)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = killed / "checkpoint" / "checkpoint.pt"
-    deadline = time.monotonic() + 240
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    assert checkpoint.exists(), proc.stderr.read().decode()
+    kill_after_checkpoint([*args, "--checkpoint-every", "2", "--out", str(killed)], checkpoint, ENV)
     assert not (killed / "RETRAIN.json").exists(), "the run finished before it could be killed; raise --steps"
     assert 0 < torch.load(checkpoint, weights_only=False)["step"] < 40
     reference = tmp_path / "reference"
@@ -131,7 +124,6 @@ def test_bad_retrain_inputs_are_one_line_errors(exported, tmp_path, capsys):
 
 def test_retrain_on_the_tsdsr_layout(tmp_path, capsys):
     """The real TSD-SR path on a tiny model of the same classes: export, then LoRA retraining on TSD-SR's names."""
-    from PIL import Image
     from tsdsr_files import write_tsdsr_files
 
     files = write_tsdsr_files(tmp_path / "tsdsr")
@@ -140,11 +132,7 @@ def test_retrain_on_the_tsdsr_layout(tmp_path, capsys):
     mask_path = mask.save(tmp_path / "mask.json")
     pruned = tmp_path / "pruned"
     assert main(["export", "--mask", str(mask_path), "--out", str(pruned), "--no-measure", *model]) == 0
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(2):
-        arr = (torch.rand(40, 48, 3, generator=torch.Generator().manual_seed(i)) * 255).to(torch.uint8).numpy()
-        Image.fromarray(arr).save(images / f"img{i}.png")
+    images = write_images(tmp_path / "images")
     out = tmp_path / "retrained"
     assert main(["retrain", "--from", str(pruned), "--out", str(out), "--steps", "3", "--weight-update", "lora",
                  "--lora-rank", "2", "--data", str(images), "--crops", "4", "--crop-size", "32", "--batch", "2",

@@ -9,13 +9,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from pruneseek.cli import main
+from run_helpers import kill_after_checkpoint
 
 SMALL = ["search", "--model", "tsdsr", "--ratio", "0.5", "--strategy", "tinyfusion", "--crops", "8",
          "--crop-size", "32", "--batch", "2", "--quiet"]
@@ -35,15 +35,8 @@ def _mask(out: Path) -> dict:
 def test_killed_search_resumes_to_the_same_mask_and_bit_identical_gates(tmp_path, capsys):
     steps = ["--steps", "30"]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "pruneseek", *SMALL, *steps, "--checkpoint-every", "3",
-                             "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = killed / "checkpoint" / "checkpoint.pt"
-    deadline = time.monotonic() + 240
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    assert checkpoint.exists(), proc.stderr.read().decode()
+    kill_after_checkpoint([*SMALL, *steps, "--checkpoint-every", "3", "--out", str(killed)], checkpoint, ENV)
     assert not (killed / "mask.json").exists(), "the run finished before it could be killed; raise --steps"
     step = torch.load(checkpoint, weights_only=False)["step"]
     assert 0 < step < 30

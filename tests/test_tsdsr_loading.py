@@ -347,13 +347,9 @@ def test_search_command_runs_on_tsdsr_files(files, tmp_path, monkeypatch, capsys
     monkeypatch.setenv("PRUNESEEK_CACHE", str(tmp_path / "cache"))
     preset = tmp_path / "tiny-3.toml"
     preset.write_text('name = "tiny-3"\nmodel = "tsdsr"\nlayers = 3\nblock = 3\nkeep = 2\n')
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(2):
-        arr = (torch.rand(40, 48, 3, generator=torch.Generator().manual_seed(i)) * 255).to(torch.uint8).numpy()
-        from PIL import Image
+    from run_helpers import write_images
 
-        Image.fromarray(arr).save(images / f"img{i}.png")
+    images = write_images(tmp_path / "images")
     out = tmp_path / "run"
     code = main([
         "search", "--model", "tsdsr", "--space", str(preset), "--strategy", "tinyfusion", "--steps", "3",

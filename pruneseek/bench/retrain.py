@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from pruneseek.targets.load import TargetSource
+from pruneseek.targets.load import TargetSource, load_pruned
 
 METRIC_NAMES = ("psnr", "ssim", "haarpsi", "gmsd")
 
@@ -90,8 +90,7 @@ def bench_retrain(folders: dict[str, Path], source: TargetSource | None = None, 
     crops = held_out_crops(crop, seeds, tile)
     models: dict[str, Any] = {"bicubic": None, "teacher": source.load()}
     for label, folder in folders.items():
-        models[label] = TargetSource(base=source.base, lora=source.lora, embeddings=source.embeddings,
-                                     device=source.device, pruned=Path(folder)).load()
+        models[label] = load_pruned(Path(folder), source, latent=models["teacher"])
     rows = {}
     with torch.no_grad():
         for name, target in models.items():

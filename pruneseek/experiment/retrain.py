@@ -44,7 +44,7 @@ import torch
 
 from pruneseek import recipes
 from pruneseek.errors import PruneseekError
-from pruneseek.targets.load import TargetSource, export_record
+from pruneseek.targets.load import TargetSource, export_record, load_pruned
 
 FORMAT = "pruneseek.retrain/v1"
 #: Files of the export folder carried into the output unchanged (besides the retrained weights).
@@ -282,8 +282,7 @@ def _load(s: RetrainSettings, report: Callable[[str], None]):
             "weights_sha256") != s.source.identity()["weights_sha256"]):
         raise PruneseekError(f"{s.pruned} was exported from {made_from.get('model')} with other weights than the "
                              f"teacher named now ({teacher.name}); give the model options the export was made with")
-    student = TargetSource(base=s.source.base, lora=s.source.lora, embeddings=s.source.embeddings,
-                           device=s.source.device, pruned=Path(s.pruned)).load()
+    student = load_pruned(Path(s.pruned), s.source, latent=teacher)
     report(f"teacher: {teacher.name} ({teacher.num_layers} layers); student: {s.pruned} ({student.num_layers} "
            f"layers); stage {s.stage}")
     spec = PairSpec(images=as_tuple(select_images("train", s.data)), count=s.crops, hr_size=s.crop_size, seed=s.seed)

@@ -101,9 +101,12 @@ def export_record(folder: Path) -> dict[str, Any]:
     return record
 
 
-def load_pruned(folder: Path, source: TargetSource):
+def load_pruned(folder: Path, source: TargetSource, latent=None):
     """A pruned folder as an :class:`~pruneseek.targets.base.SRTarget`: the folder's transformer (plain diffusers
-    ``from_pretrained``) and prompt embeddings, in the latent space of the model it was exported from."""
+    ``from_pretrained``) and prompt embeddings, in the latent space of the model it was exported from.
+
+    ``latent``: an already loaded full target whose encoder/decoder to share (saves loading the source model, a
+    2 B-parameter transformer for the real TSD-SR, a second time)."""
     import torch
     from diffusers import SD3Transformer2DModel
 
@@ -114,7 +117,14 @@ def load_pruned(folder: Path, source: TargetSource):
     if model == "tsdsr" and not source.is_real:
         raise TargetError(f"{folder} was exported from the real TSD-SR; give --base, --lora and --embeddings for its "
                           "VAE (the transformer comes from the folder)")
-    full = replace(source, pruned=None).load() if model == "tsdsr" else TargetSource(device=source.device).load()
+    if latent is not None and latent.name != model:
+        raise TargetError(f"{folder} was exported from {model}, not from {latent.name}; give that model's options")
+    if latent is not None:
+        full = latent
+    elif model == "tsdsr":
+        full = replace(source, pruned=None).load()
+    else:
+        full = TargetSource(device=source.device).load()
     try:
         transformer = SD3Transformer2DModel.from_pretrained(str(folder)).to(source.device).eval()
         prompt = torch.load(folder / "embeddings" / "prompt_embeds.pt", map_location="cpu", weights_only=True)
