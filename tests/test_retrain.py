@@ -57,7 +57,7 @@ def test_retrain_writes_a_folder_diffusers_loads_and_lowers_the_loss(exported, t
     assert target.num_layers == 12 and target.name == "tsdsr-mini-pruned"
 
 
-def test_stage_two_trains_on_the_stage_one_output_with_a_discriminator(exported, tmp_path, capsys):
+def test_stage_two_trains_on_the_stage_one_output_with_a_discriminator(exported, tmp_path, capsys, monkeypatch):
     first, second = tmp_path / "s1", tmp_path / "s2"
     assert main(["retrain", "--from", str(exported), "--out", str(first), "--steps", "4", *SMALL]) == 0
     assert main(["retrain", "--from", str(first), "--out", str(second), "--stage", "2", "--steps", "6", "--lr", "1e-4",
@@ -72,6 +72,11 @@ def test_stage_two_trains_on_the_stage_one_output_with_a_discriminator(exported,
     assert main(["retrain", "--from", str(first), "--out", str(tmp_path / "s3"), "--stage", "2",
                  "--discriminator", "vgg", *SMALL]) == 2
     assert "unknown --discriminator 'vgg'" in capsys.readouterr().err
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no weights there, whatever this machine has
+    assert main(["retrain", "--from", str(first), "--out", str(tmp_path / "s4"), "--stage", "2",
+                 "--discriminator", "vgg16", *SMALL]) == 2  # a pretrained backbone without its file: named
+    err = capsys.readouterr().err
+    assert "vgg16-397923af.pth" in err and len(err.strip().splitlines()) == 1
 
 
 def test_lora_retraining_merges_the_adapters(exported, tmp_path):

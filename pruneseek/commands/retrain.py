@@ -47,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--perceptual", choices=["auto", "gmsd", "lpips"], default="auto",
                    help="stage 2's perceptual term: LPIPS if its weights are local, else GMSD (auto)")
     p.add_argument("--discriminator", default="patch",
-                   help="stage 2's discriminator (default patch: a weight-free PatchGAN trained alongside)")
+                   help="stage 2's discriminator: patch (default; a weight-free PatchGAN trained alongside) or vgg16 "
+                        "(a frozen ImageNet VGG16 with a trainable head; needs torchvision and vgg16-397923af.pth in "
+                        "torch's hub cache)")
     p.add_argument("--anneal-steps", type=nonnegative_int, default=0, metavar="T",
                    help="PocketSR's online annealing: train the full model under the export's mask and fade the dropped "
                         "blocks out over the first T steps (identity replacement), then cut them (default 0: off)")

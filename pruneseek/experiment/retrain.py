@@ -117,10 +117,10 @@ def check_settings(s: RetrainSettings) -> None:
     """Refuse bad settings and an output folder that holds something else, before any work."""
     if s.stage not in (1, 2):
         raise PruneseekError(f"--stage must be 1 or 2, got {s.stage}")
-    from pruneseek.discriminator import DISCRIMINATORS
+    from pruneseek.discriminator import check_discriminator
 
-    if s.stage == 2 and s.discriminator not in DISCRIMINATORS:
-        raise PruneseekError(f"unknown --discriminator {s.discriminator!r}; available: {', '.join(DISCRIMINATORS)}")
+    if s.stage == 2:
+        check_discriminator(s.discriminator)
     if s.weight_update not in ("full", "lora"):
         raise PruneseekError(f"--weights-update must be full or lora, got {s.weight_update!r}")
     if not 0 <= s.decay < 1:
