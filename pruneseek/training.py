@@ -67,17 +67,21 @@ class Trainer:
     ``stop(consecutive)`` builds the exception raised when more than ``max_nonfinite`` steps in a row were
     not finite. ``parallel`` (optional, a :class:`~pruneseek.engine.distributed.DataParallel`) makes the
     finiteness and the loss value agree across processes and averages the gradients before clipping.
+    ``scaler`` (a ``torch.amp.GradScaler``, for float16 autocast): the loss is scaled before the backward pass and
+    the gradients unscaled before clipping; an overflowing step is a non-finite step like any other (skipped,
+    counted) and lowers the scale.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter], *,
                  clip_norm: float | None = 1.0, max_nonfinite: int = 10,
-                 stop: Callable[[int], Exception] | None = None, parallel: Any = None):
+                 stop: Callable[[int], Exception] | None = None, parallel: Any = None, scaler: Any = None):
         self.optimizer = optimizer
         self.params = list(params)
         self.clip_norm = clip_norm
         self.max_nonfinite = int(max_nonfinite)
         self.stop = stop or (lambda n: EngineError(f"the loss or its gradient was not finite {n} steps in a row"))
         self.parallel = parallel if parallel is not None and getattr(parallel, "active", False) else None
+        self.scaler = scaler
         self.nonfinite = 0
         self.consecutive = 0
         self.value = math.nan
@@ -97,15 +101,21 @@ class Trainer:
 
     def apply(self, loss: torch.Tensor, finite: bool) -> bool:
         """Back-propagate a finite ``loss``, clip, step; or skip and count. True when an update was applied."""
+        unscaled = False
         if finite:
-            loss.backward()
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             if self.parallel is not None:
                 self.parallel.average_gradients(self.params)
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+                unscaled = True
             norm = torch.nn.utils.clip_grad_norm_(
                 [p for p in self.params if p.grad is not None], self.clip_norm or float("inf")
             )
             finite = bool(torch.isfinite(norm))
         if not finite:
+            if unscaled:
+                self.scaler.update()  # an overflow: the next steps run at a lower scale
             self.zero_grad()
             self.nonfinite += 1
             self.consecutive += 1
@@ -113,7 +123,11 @@ class Trainer:
                 raise self.stop(self.consecutive)
             return False
         self.consecutive = 0
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         return True
 
     def step(self, loss: torch.Tensor) -> bool:

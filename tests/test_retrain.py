@@ -213,15 +213,18 @@ def test_gradient_checkpointing_changes_memory_not_numbers(exported, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_bf16_autocast_keeps_float32_weights_and_tracks_the_float32_run(exported, tmp_path):
-    full, mixed = tmp_path / "fp32", tmp_path / "bf16"
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_keeps_float32_weights_and_tracks_the_float32_run(exported, tmp_path, precision):
+    full, mixed = tmp_path / "fp32", tmp_path / precision
     common = ["--steps", "3", "--ema-decay", "0", *SMALL]
     assert main(["retrain", "--from", str(exported), "--out", str(full), *common]) == 0
-    assert main(["retrain", "--from", str(exported), "--out", str(mixed), "--autocast", "bf16", *common]) == 0
+    assert main(["retrain", "--from", str(exported), "--out", str(mixed), "--autocast", precision, *common]) == 0
     a, b = _weights(full), _weights(mixed)
     assert all(b[k].dtype == a[k].dtype for k in a)
     la, lb = (json.loads((f / "RETRAIN.json").read_text())["loss"]["history"] for f in (full, mixed))
-    assert lb == pytest.approx(la, rel=0.05) and lb != la  # bfloat16's 8-bit mantissa: close, not equal
+    assert lb == pytest.approx(la, rel=0.05) and lb != la  # 8- or 11-bit mantissas: close, not equal
+    doc = json.loads((mixed / "RETRAIN.json").read_text())
+    assert doc["recipe"]["autocast"] == precision and doc["loss"]["nonfinite_steps"] <= 3
 
 
 def test_a_separate_lora_export_loads_with_its_lora_merged(tmp_path):

@@ -108,3 +108,19 @@ def test_endless_recalls_a_callable_and_refuses_empty_or_spent_sources():
         next(spent)
     with pytest.raises(EngineError, match="no batches"):
         next(endless(lambda: iter([])))
+
+
+def test_a_gradient_scaler_overflow_is_a_skipped_step_that_lowers_the_scale():
+    model = _model()
+    params = list(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)  # so large that the scaled gradients overflow
+    trainer = Trainer(torch.optim.SGD(params, lr=0.1), params, scaler=scaler, max_nonfinite=200)
+    before = [p.detach().clone() for p in params]
+    trainer.zero_grad()
+    assert trainer.step(_loss(model, 1e3)) is False and trainer.nonfinite == 1  # 2^127 · 1e3 overflows float32
+    assert scaler.get_scale() < 2.0**127 and all(torch.equal(p, b) for p, b in zip(params, before))
+    for _ in range(150):  # the scale halves per overflow until the step goes through
+        trainer.zero_grad()
+        if trainer.step(_loss(model, 1e3)):
+            break
+    assert trainer.consecutive == 0 and any(not torch.equal(p, b) for p, b in zip(params, before))

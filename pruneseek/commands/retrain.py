@@ -70,8 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                    help="data parallel in N processes on this machine (gloo on CPU, nccl on CUDA); --batch is the "
                         "global batch, split over the processes (or run under torchrun)")
-    p.add_argument("--autocast", choices=["bf16"], default=None,
-                   help="run the forward in bfloat16 under torch.autocast (weights, optimiser and EMA stay float32)")
+    p.add_argument("--autocast", choices=["bf16", "fp16"], default=None,
+                   help="run the forward in bfloat16 or float16 (with loss scaling) under torch.autocast; weights, "
+                        "optimiser and EMA stay float32")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each block's activations in the backward pass: less memory, the same numbers")
     p.add_argument("--force", action="store_true", help="replace an --out folder that holds other files")

@@ -29,8 +29,9 @@ trains the *full* model under the export's mask and fades the dropped blocks out
 identity, so the result stays a plain SD3 transformer that diffusers loads (a trainable replacement would need a
 model class of its own). ``feature_distill = λ`` (PocketSR uses 0.001) adds λ·Σ_l mean ‖f_tea^l − proj_l(f_stu^l)‖²
 over the kept blocks' image-token outputs, one linear projection per block (identity at the start, discarded
-afterwards). ``autocast = "bf16"`` runs the forward in bfloat16; ``gradient_checkpointing`` recomputes block
-activations in the backward pass. Not yet here: fp16 with loss scaling, LoRA written apart from the weights.
+afterwards). ``autocast`` runs the forward in bfloat16 or float16 (with a gradient scaler; TinySR trains in fp16);
+``gradient_checkpointing`` recomputes block activations in the backward pass. Not yet here: LoRA written apart
+from the weights.
 """
 from __future__ import annotations
 
@@ -83,8 +84,8 @@ class RetrainSettings:
     resume: bool = False
     #: Recompute each block's activations in the backward pass (less memory, the same numbers).
     gradient_checkpointing: bool = False
-    #: Mixed precision: "bf16" runs the forward under torch.autocast in bfloat16 (weights, optimiser and EMA stay
-    #: float32); None: float32 throughout.
+    #: Mixed precision: "bf16" or "fp16" runs the forward under torch.autocast (weights, optimiser and EMA stay
+    #: float32; fp16 with a gradient scaler, TinySR's setting); None: float32 throughout.
     autocast: str | None = None
     force: bool = False
     progress: bool = True
@@ -128,9 +129,8 @@ def check_settings(s: RetrainSettings) -> None:
     if not 0 <= s.anneal_steps <= s.steps:
         raise PruneseekError(f"--anneal-steps must lie in [0, --steps = {s.steps}] (the annealing is part of the "
                              f"run), got {s.anneal_steps}")
-    if s.autocast not in (None, "bf16"):
-        raise PruneseekError(f"--autocast {s.autocast!r}: only bf16 is supported (fp16 needs loss scaling, which "
-                             "retrain does not do yet)")
+    if s.autocast not in (None, "bf16", "fp16"):
+        raise PruneseekError(f"--autocast {s.autocast!r}: use bf16 or fp16")
     if s.anneal_steps and (Path(s.pruned) / "RETRAIN.json").is_file():
         raise PruneseekError(f"--anneal-steps starts from the teacher's weights under the export's mask, so {s.pruned} "
                              "(already retrained) would be ignored; give the export folder, or drop --anneal-steps")
@@ -362,9 +362,10 @@ def _precision(run: _Run):
     """``torch.autocast`` in bfloat16 on the student's device type when asked, else a no-op context."""
     import contextlib
 
-    if run.settings.autocast != "bf16":
+    if run.settings.autocast is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=run.student.device.type, dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if run.settings.autocast == "bf16" else torch.float16
+    return torch.autocast(device_type=run.student.device.type, dtype=dtype)
 
 
 def _train(run: _Run, ckpt, stream) -> None:
@@ -482,8 +483,9 @@ def _build_run(s: RetrainSettings, teacher, student, data, record, parallel, sta
     if parallel is not None and parallel.active and s.batch % parallel.world:
         raise PruneseekError(f"--batch {s.batch} (the global batch) does not split over {parallel.world} "
                              f"processes; use a multiple of {parallel.world}")
+    scaler = torch.amp.GradScaler(student.device.type) if s.autocast == "fp16" else None
     trainer = Trainer(torch.optim.AdamW(params, lr=s.student_lr, weight_decay=0.0), params, clip_norm=1.0,
-                      parallel=parallel)
+                      parallel=parallel, scaler=scaler)
     run = _Run(s, teacher, student, data, params, trainer, _EMA(params, s.decay) if s.decay else None, record,
                _Stage2(s, student.device, parallel) if s.stage == 2 else None, parallel, mask, distill)
     if run.stage2 is not None:
