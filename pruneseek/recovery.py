@@ -14,7 +14,8 @@ A mask is only as good as the model it becomes after retraining (TinySR Table 2 
    λ_l1 · ‖z_stu − z_tea‖₁ + λ_p · P(decode(z_stu), x_HR)), on the search's calibration latents
    (:func:`pruneseek.latents.calibration_latents`), in mini-batches whose order is seeded by
    ``seed`` (:func:`pruneseek.sr_problem.latent_batches`).
-4. **Optimiser.** AdamW at a constant learning rate, weight decay 0, gradient-norm clip 1.0, a fixed
+4. **Optimiser.** Through the one training loop and step of :mod:`pruneseek.training` (shared with
+   ``pruneseek retrain``): AdamW at a constant learning rate, weight decay 0, gradient-norm clip 1.0, a fixed
    number of ``steps``: the same budget, optimiser and seed set for every strategy. A step whose loss or
    gradient is not finite is skipped (and counted); more than 10 in a row stop with an error.
 5. **Online annealing** (PocketSR §3.2.1, docs/design.md §6; only when ``anneal_steps = T > 0``): during step
@@ -46,7 +47,7 @@ from pruneseek import recipes
 from pruneseek.engine.schedules import anneal_sigma
 from pruneseek.errors import RecoveryError
 from pruneseek.mask import Mask
-from pruneseek.training import Trainer, endless
+from pruneseek.training import Trainer, endless, run_steps
 
 #: Consecutive non-finite steps tolerated before recovery stops.
 MAX_NONFINITE = recipes.RECOVERY["max_nonfinite"]
@@ -160,8 +161,6 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
     perceptual term. Returns ``(student, record)``: the trained student (a new target; ``target`` is
     unchanged) and a :class:`RecoveryRecord`.
     """
-    from tqdm.auto import tqdm
-
     from pruneseek.sr_problem import latent_batches, sr_loss
 
     config.validate()
@@ -178,25 +177,20 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
     trainer = Trainer(torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay), params,
                       clip_norm=config.clip_norm, max_nonfinite=MAX_NONFINITE, stop=_stop_error)
     loss_fn = sr_loss(student, perceptual, config.lambda_l1, config.lambda_perceptual)
-    batches = endless(latent_batches(data, config.batch, config.seed, device), error=RecoveryError)
-    history: list[float] = []
-    blocks = 0
+    blocks = [0]
+
+    def loss_of(batch: dict, step: int) -> tuple[torch.Tensor, None]:
+        row, mode = step_mask(mask, step, config.anneal_steps)
+        masks = row.to(device).expand(batch["z_lr"].shape[0], -1)
+        blocks[0] += student.stack.computed_blocks(masks, mode) * masks.shape[0]
+        return loss_fn(batch, masks, mode), None
+
     student.transformer.train()
-    bar = tqdm(range(config.steps), desc="recovery", disable=not config.progress, leave=False)
     try:
-        for step in bar:
-            batch = next(batches)
-            row, mode = step_mask(mask, step, config.anneal_steps)
-            masks = row.to(device).expand(batch["z_lr"].shape[0], -1)
-            trainer.zero_grad()
-            loss = loss_fn(batch, masks, mode)
-            value, finite = trainer.read(loss)
-            history.append(value)
-            blocks += student.stack.computed_blocks(masks, mode) * masks.shape[0]
-            if trainer.apply(loss, finite) and step % 10 == 0:
-                bar.set_postfix(loss=f"{value:.4g}")
+        history = run_steps(trainer, endless(latent_batches(data, config.batch, config.seed, device),
+                                             error=RecoveryError),
+                            config.steps, loss_of, desc="recovery", progress=config.progress)
     finally:
-        bar.close()
         student.transformer.eval()
         for p in student.transformer.parameters():
             p.requires_grad_(False)
@@ -208,7 +202,7 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
         seconds=time.perf_counter() - started,
         forward_passes=config.steps * config.batch,
         backward_passes=(config.steps - nonfinite) * config.batch,
-        block_evaluations=blocks,
+        block_evaluations=blocks[0],
         nonfinite_steps=nonfinite,
         trainable_parameters=sum(p.numel() for p in params),
         frozen_parameters=frozen,

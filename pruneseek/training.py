@@ -15,6 +15,9 @@ step, so the step lives here once:
   train only the adapters, and on exit remove them (discarding, merging or keeping the update) and restore
   every parameter's ``requires_grad``.
 - :func:`endless` — batches without end from a callable (called again per pass) or a re-iterable.
+- :func:`run_steps` — the loop around the step (batch, loss, step, an ``after`` hook for EMA, discriminator and
+  checkpoints, a progress bar); the fair recovery and ``pruneseek retrain`` both run through it. The search loop
+  keeps its own (it samples masks and checks the gates across processes every step) but takes the same step.
 
 LoRA (Hu et al., arXiv:2106.09685) is the weight update ΔΦ of the search: TinyFusion (arXiv:2412.01199,
 §3) trains it jointly with the mask logits at rank 8, α 16; TSD-SR uses rank 64, α 64.
@@ -229,3 +232,31 @@ def lora_adapters(model: nn.Module, targets: Sequence[str], rank: int, alpha: fl
             remove_lora(model, merge=after == "merge")
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+# ----- the loop ---------------------------------------------------------------------------------------------------
+
+def run_steps(trainer: Trainer, batches: Iterator, steps: int,
+              loss_of: Callable[[Any, int], tuple[torch.Tensor, Any]], *, first_step: int = 0,
+              history: list[float] | None = None, after: Callable[[int, bool, bool, Any], None] | None = None,
+              desc: str = "train", progress: bool = True) -> list[float]:
+    """Steps ``first_step`` … ``steps − 1``: next batch, ``loss_of(batch, step) → (loss, extra)``, one
+    :class:`Trainer` step, then ``after(step, applied, finite, extra)`` (EMA, a discriminator, checkpoints). The
+    loss values go to ``history`` (returned). Recovery and retraining run through this one loop."""
+    from tqdm.auto import tqdm
+
+    history = [] if history is None else history
+    with tqdm(total=steps, initial=first_step, desc=desc, disable=not progress, leave=False) as bar:
+        for step in range(first_step, steps):
+            batch = next(batches)
+            trainer.zero_grad()
+            loss, extra = loss_of(batch, step)
+            value, finite = trainer.read(loss)
+            history.append(value)
+            applied = trainer.apply(loss, finite)
+            if after is not None:
+                after(step, applied, finite, extra)
+            bar.update(1)
+            if applied and step % 10 == 0:
+                bar.set_postfix(loss=f"{value:.4g}")
+    return history

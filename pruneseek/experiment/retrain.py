@@ -369,36 +369,35 @@ def _precision(run: _Run):
 
 
 def _train(run: _Run, ckpt, stream) -> None:
-    """The stage-1 steps, from ``run.first_step`` to the end (checkpoints as asked)."""
-    from tqdm.auto import tqdm
-
+    """The steps from ``run.first_step`` to the end through :func:`pruneseek.training.run_steps` (checkpoints as
+    asked; the EMA after every applied step; stage 2's discriminator after every finite one)."""
     from pruneseek.engine.checkpoint import save_checkpoint
+    from pruneseek.training import run_steps
 
     s, student = run.settings, run.student
+    main = run.parallel is None or run.parallel.is_main
+    sharded = run.parallel is not None and run.parallel.active
+
+    def loss_of(batch: dict, step: int):
+        if sharded:  # this rank's rows of the global batch
+            batch = run.parallel.shard(batch, batch["z_lr"].shape[0])
+        with _precision(run):
+            loss, image = _student_loss(run, batch, step)
+        return loss.float(), (image, batch["hr"])
+
+    def after(step: int, applied: bool, finite: bool, extra) -> None:
+        image, hr = extra
+        if applied and run.ema is not None:
+            run.ema.update()
+        if image is not None and finite:
+            run.stage2.disc_step(image, hr)
+        done = step + 1
+        if ckpt is not None and main and ((ckpt.every and done % ckpt.every == 0) or done == s.steps):
+            save_checkpoint(ckpt, _state(run, done))
+
     student.transformer.train()
-    quiet = not s.progress or (run.parallel is not None and not run.parallel.is_main)
-    with tqdm(total=s.steps, initial=run.first_step, desc="retrain", disable=quiet, leave=False) as bar:
-        for step in range(run.first_step, s.steps):
-            batch = next(stream)
-            if run.parallel is not None and run.parallel.active:  # this rank's rows of the global batch
-                batch = run.parallel.shard(batch, batch["z_lr"].shape[0])
-            run.trainer.zero_grad()
-            with _precision(run):
-                loss, image = _student_loss(run, batch, step)
-            loss = loss.float()
-            value, finite = run.trainer.read(loss)
-            run.history.append(value)
-            if run.trainer.apply(loss, finite) and run.ema is not None:
-                run.ema.update()
-            if image is not None and finite:
-                run.stage2.disc_step(image, batch["hr"])
-            done = step + 1
-            main = run.parallel is None or run.parallel.is_main
-            if ckpt is not None and main and ((ckpt.every and done % ckpt.every == 0) or done == s.steps):
-                save_checkpoint(ckpt, _state(run, done))
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(l1=f"{value:.4g}")
+    run_steps(run.trainer, stream, s.steps, loss_of, first_step=run.first_step, history=run.history, after=after,
+              desc="retrain", progress=s.progress and main)
     student.transformer.eval()
 
 
