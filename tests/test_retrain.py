@@ -245,3 +245,31 @@ def test_a_separate_lora_export_loads_with_its_lora_merged(tmp_path):
     z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(merged.sr_latent(z), separate.sr_latent(z), atol=1e-5)
+
+
+def test_separate_lora_retraining_trains_tsdsr_lora_and_writes_it_apart(tmp_path, exported, capsys):
+    """With a --lora-format separate export of the real TSD-SR layout: the base stays, TSD-SR's LoRA trains on."""
+    from tsdsr_files import write_tsdsr_files
+
+    files = write_tsdsr_files(tmp_path / "tsdsr")
+    model = ["--base", str(files["base"]), "--lora", str(files["lora"]), "--embeddings", str(files["emb"])]
+    mask_path = MaskFile.from_mask([1, 0, 1], model_name="tsdsr", strategy_name="manual", settings={}).save(
+        tmp_path / "mask.json")
+    pruned, out = tmp_path / "pruned", tmp_path / "retrained"
+    assert main(["export", "--mask", str(mask_path), "--out", str(pruned), "--no-measure", "--lora-format",
+                 "separate", *model]) == 0
+    images = write_images(tmp_path / "images")
+    assert main(["retrain", "--from", str(pruned), "--out", str(out), "--steps", "3", "--weight-update", "lora",
+                 "--lora-format", "separate", "--lr", "1e-2", "--ema-decay", "0", "--data", str(images),
+                 "--crops", "4", "--crop-size", "32", "--batch", "2", "--quiet", *model]) == 0, capsys.readouterr().err
+    assert torch.equal(torch.cat([v.flatten() for v in _weights(out).values()]),
+                       torch.cat([v.flatten() for v in _weights(pruned).values()]))  # the bare base is unchanged
+    before = load_file(str(pruned / "lora" / "transformer.safetensors"))
+    after = load_file(str(out / "lora" / "transformer.safetensors"))
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    assert (out / "lora" / "vae.safetensors").is_file()
+    source = dict(base=files["base"], lora=files["lora"], embeddings=files["emb"])
+    assert TargetSource(pruned=out, **source).load().info["lora_merged_on_load"]
+    assert main(["retrain", "--from", str(exported), "--out", str(tmp_path / "x"), "--weight-update", "lora",
+                 "--lora-format", "separate", *SMALL]) == 2  # tsdsr-mini exports have no separate LoRA
+    assert "--lora-format separate" in capsys.readouterr().err

@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "projection each (PocketSR: 0.001; default 0: off)")
     p.add_argument("--weight-update", choices=["full", "lora"], default="full",
                    help="train every weight (full, default) or LoRA adapters merged at the end")
+    p.add_argument("--lora-format", choices=["merged", "separate"], default="merged",
+                   help="merged (default): the LoRA folded into the weights; separate: train on the TSD-SR LoRA of an "
+                        "export made with --lora-format separate and write it apart in TSD-SR's layout")
     p.add_argument("--lora-rank", type=positive_int, default=recipes.RETRAIN["lora_rank"],
                    help=f"LoRA rank and alpha with --weight-update lora (default {recipes.RETRAIN['lora_rank']}, "
                         "TSD-SR's)")
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         pruned=args.pruned, out=args.out, source=target_source(args), stage=args.stage, steps=args.steps,
         batch=args.batch, lr=args.lr, perceptual=args.perceptual, discriminator=args.discriminator,
         anneal_steps=args.anneal_steps, feature_distill=args.feature_distill,
-        weight_update=args.weight_update, lora_rank=args.lora_rank, ema_decay=args.ema_decay, crops=args.crops,
+        weight_update=args.weight_update, lora_format=args.lora_format, lora_rank=args.lora_rank, ema_decay=args.ema_decay, crops=args.crops,
         crop_size=args.crop_size, data=args.data, seed=args.seed, checkpoint_every=args.checkpoint_every,
         resume=args.resume, force=args.force, gradient_checkpointing=args.gradient_checkpointing, autocast=args.autocast,
         progress=not args.quiet,

@@ -30,8 +30,8 @@ identity, so the result stays a plain SD3 transformer that diffusers loads (a tr
 model class of its own). ``feature_distill = λ`` (PocketSR uses 0.001) adds λ·Σ_l mean ‖f_tea^l − proj_l(f_stu^l)‖²
 over the kept blocks' image-token outputs, one linear projection per block (identity at the start, discarded
 afterwards). ``autocast`` runs the forward in bfloat16 or float16 (with a gradient scaler; TinySR trains in fp16);
-``gradient_checkpointing`` recomputes block activations in the backward pass. Not yet here: LoRA written apart
-from the weights.
+``gradient_checkpointing`` recomputes block activations in the backward pass. ``lora_format="separate"`` trains
+a separate export's TSD-SR LoRA and writes it apart in TSD-SR's layout.
 """
 from __future__ import annotations
 
@@ -73,6 +73,9 @@ class RetrainSettings:
     #: Σ_l mean ‖f_tea^l − proj_l(f_stu^l)‖² with one trainable linear projection per layer; 0: off.
     feature_distill: float = 0.0
     weight_update: str = "full"
+    #: "merged" (default): LoRA folded into the weights; "separate" (a separate export of the real TSD-SR, with
+    #: ``weight_update="lora"``): TSD-SR's own LoRA trains on and is written apart, renumbered, in its layout.
+    lora_format: str = "merged"
     lora_rank: int = recipes.RETRAIN["lora_rank"]
     #: EMA decay of the weights (None: :func:`pruneseek.recipes.ema_decay_for` the run length; 0: no EMA).
     ema_decay: float | None = None
@@ -102,8 +105,8 @@ class RetrainSettings:
 
     def recipe(self) -> dict[str, Any]:
         """What the retrained weights depend on (recorded, and checked on resume)."""
-        keys = ("stage", "steps", "batch", "weight_update", "lora_rank", "crops", "crop_size", "seed", "anneal_steps",
-                "feature_distill", "autocast")
+        keys = ("stage", "steps", "batch", "weight_update", "lora_format", "lora_rank", "crops", "crop_size", "seed",
+                "anneal_steps", "feature_distill", "autocast")
         out = {k: asdict(self)[k] for k in keys} | {"lr": self.student_lr, "ema_decay": self.decay,
                                                     "anneal_replacement": "identity" if self.anneal_steps else None,
                                                     "optimizer": "AdamW, weight decay 0, clip 1.0"}
@@ -131,6 +134,12 @@ def check_settings(s: RetrainSettings) -> None:
                              f"run), got {s.anneal_steps}")
     if s.autocast not in (None, "bf16", "fp16"):
         raise PruneseekError(f"--autocast {s.autocast!r}: use bf16 or fp16")
+    if s.lora_format not in ("merged", "separate"):
+        raise PruneseekError(f"--lora-format must be merged or separate, got {s.lora_format!r}")
+    if s.lora_format == "separate" and (s.weight_update != "lora" or s.anneal_steps
+                                        or not (Path(s.pruned) / "lora" / "transformer.safetensors").is_file()):
+        raise PruneseekError("--lora-format separate trains the LoRA of an export made with --lora-format separate "
+                             "(the real TSD-SR); use it with --weight-update lora and without --anneal-steps")
     if s.anneal_steps and (Path(s.pruned) / "RETRAIN.json").is_file():
         raise PruneseekError(f"--anneal-steps starts from the teacher's weights under the export's mask, so {s.pruned} "
                              "(already retrained) would be ignored; give the export folder, or drop --anneal-steps")
@@ -282,7 +291,7 @@ def _load(s: RetrainSettings, report: Callable[[str], None]):
             "weights_sha256") != s.source.identity()["weights_sha256"]):
         raise PruneseekError(f"{s.pruned} was exported from {made_from.get('model')} with other weights than the "
                              f"teacher named now ({teacher.name}); give the model options the export was made with")
-    student = load_pruned(Path(s.pruned), s.source, latent=teacher)
+    student = load_pruned(Path(s.pruned), s.source, latent=teacher, merge_lora=s.lora_format == "merged")
     report(f"teacher: {teacher.name} ({teacher.num_layers} layers); student: {s.pruned} ({student.num_layers} "
            f"layers); stage {s.stage}")
     spec = PairSpec(images=as_tuple(select_images("train", s.data)), count=s.crops, hr_size=s.crop_size, seed=s.seed)
@@ -401,6 +410,27 @@ def _train(run: _Run, ckpt, stream) -> None:
     student.transformer.eval()
 
 
+def _save_weights(run: _Run, src: Path, tmp: Path) -> None:
+    """The retrained transformer: merged weights, or (``lora_format="separate"``) the bare base plus TSD-SR's
+    LoRA in its layout under ``lora/`` (the VAE LoRA copied from the export)."""
+    if run.settings.lora_format != "separate":
+        run.student.transformer.save_pretrained(str(tmp))
+        return
+    from safetensors.torch import save
+
+    from pruneseek.export.folder import bare_copy
+    from pruneseek.io import atomic_write_bytes
+    from pruneseek.targets.tsdsr import TRANSFORMER_FILE, VAE_FILE
+
+    base, lora = bare_copy(run.student.transformer)
+    base.save_pretrained(str(tmp))
+    (tmp / "lora").mkdir()
+    atomic_write_bytes(tmp / "lora" / TRANSFORMER_FILE, save({k: v.detach().cpu().contiguous() for k, v in lora.items()},
+                                                             metadata={"format": "pt"}))
+    if (src / "lora" / VAE_FILE).is_file():
+        shutil.copyfile(src / "lora" / VAE_FILE, tmp / "lora" / VAE_FILE)
+
+
 def _write(run: _Run, spec, seconds: float) -> dict:
     """The output folder (export layout + ``RETRAIN.json`` + ``loss.png``), built aside and renamed into place."""
     from pruneseek.experiment.plots import plot_loss
@@ -410,7 +440,7 @@ def _write(run: _Run, spec, seconds: float) -> dict:
     s, out, src = run.settings, Path(run.settings.out), Path(run.settings.pruned)
     tmp = _temporary_folder(out)
     try:
-        run.student.transformer.save_pretrained(str(tmp))
+        _save_weights(run, src, tmp)
         for name in CARRIED:
             if (src / name).is_dir():
                 shutil.copytree(src / name, tmp / name)
@@ -444,8 +474,10 @@ def _write(run: _Run, spec, seconds: float) -> dict:
 def _trained(s: RetrainSettings, student, stack) -> list:
     """The student's trained parameters: LoRA adapters entered on ``stack`` (merged when it closes), or every weight
     the pruned forward uses (an annealed student's dropped blocks stay frozen)."""
-    from pruneseek.training import lora_adapters
+    from pruneseek.training import lora_adapters, lora_parameters, trainable_only
 
+    if s.lora_format == "separate":  # TSD-SR's own adapter, loaded live, trains on
+        return stack.enter_context(trainable_only(student.transformer, lora_parameters(student.transformer)))
     if s.weight_update == "lora":
         return stack.enter_context(lora_adapters(student.transformer, _lora_targets(student, s.source.is_real),
                                                  s.lora_rank, float(s.lora_rank), seed=s.seed, after="merge"))

@@ -101,12 +101,13 @@ def export_record(folder: Path) -> dict[str, Any]:
     return record
 
 
-def load_pruned(folder: Path, source: TargetSource, latent=None):
+def load_pruned(folder: Path, source: TargetSource, latent=None, merge_lora: bool = True):
     """A pruned folder as an :class:`~pruneseek.targets.base.SRTarget`: the folder's transformer (plain diffusers
     ``from_pretrained``) and prompt embeddings, in the latent space of the model it was exported from.
 
     ``latent``: an already loaded full target whose encoder/decoder to share (saves loading the source model, a
-    2 B-parameter transformer for the real TSD-SR, a second time)."""
+    2 B-parameter transformer for the real TSD-SR, a second time). ``merge_lora=False`` keeps a separate export's
+    TSD-SR LoRA as a live adapter (peft's ``default``) instead of merging it."""
     import torch
     from diffusers import SD3Transformer2DModel
 
@@ -137,9 +138,11 @@ def load_pruned(folder: Path, source: TargetSource, latent=None):
 
         tensors, rank = read_tsdsr_lora(lora_file)
         _apply_lora(transformer, TSDSR_TRANSFORMER_TARGETS, tensors, rank, lora_file, folder)
-        _merge_lora(transformer)
+        if merge_lora:
+            _merge_lora(transformer)
     info = {"pruned": str(folder), "export": {k: record.get(k) for k in ("source", "mask", "params")},
-            "lora_merged_on_load": lora_file.is_file()}
+            "lora_merged_on_load": lora_file.is_file() and merge_lora,
+            "lora_separate": lora_file.is_file() and not merge_lora}
     return SRTarget(name=f"{full.name}-pruned", transformer=transformer, prompt_embeds=prompt.to(source.device),
                     pooled_embeds=pooled.to(source.device), encoder=full.encoder, decoder=full.decoder,
                     lora_targets=[], info=info)
