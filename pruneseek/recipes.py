@@ -93,3 +93,5 @@ RETRAIN: dict[str, Any] = {"steps": 300, "batch": 4, "lr": 1e-4, "lora_rank": 64
 #: discriminator lr 5e-6.
 RETRAIN_STAGE2: dict[str, Any] = {"lr": 1e-6, "disc_lr": 5e-6, "lambda_l1": 5.0, "lambda_perceptual": 1.0,
                                   "lambda_gan": 0.3}
+#: PocketSR's multi-layer feature distillation weight λ (arXiv:2510.03012 §3.2.3).
+FEATURE_DISTILL = 0.001

@@ -53,9 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--anneal-steps", type=nonnegative_int, default=0, metavar="T",
                    help="PocketSR's online annealing: train the full model under the export's mask and fade the dropped "
                         "blocks out over the first T steps (identity replacement), then cut them (default 0: off)")
-    p.add_argument("--feature-distill", type=nonnegative_float, default=0.0, metavar="LAMBDA",
-                   help="PocketSR's multi-layer feature distillation weight over the kept blocks' outputs, one linear "
-                        "projection each (PocketSR: 0.001; default 0: off)")
+    p.add_argument("--feature-distill", type=nonnegative_float, nargs="?", const=recipes.FEATURE_DISTILL, default=0.0,
+                   metavar="LAMBDA",
+                   help="PocketSR's multi-layer feature distillation over the kept blocks' outputs, one linear "
+                        f"projection each; the flag alone uses PocketSR's λ = {recipes.FEATURE_DISTILL:g} (default: off)")
     p.add_argument("--weight-update", choices=["full", "lora"], default="full",
                    help="train every weight (full, default) or LoRA adapters merged at the end")
     p.add_argument("--lora-format", choices=["merged", "separate"], default="merged",
