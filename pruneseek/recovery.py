@@ -177,12 +177,13 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
     trainer = Trainer(torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay), params,
                       clip_norm=config.clip_norm, max_nonfinite=MAX_NONFINITE, stop=_stop_error)
     loss_fn = sr_loss(student, perceptual, config.lambda_l1, config.lambda_perceptual)
-    blocks = [0]
+    blocks = 0
 
     def loss_of(batch: dict, step: int) -> tuple[torch.Tensor, None]:
+        nonlocal blocks
         row, mode = step_mask(mask, step, config.anneal_steps)
         masks = row.to(device).expand(batch["z_lr"].shape[0], -1)
-        blocks[0] += student.stack.computed_blocks(masks, mode) * masks.shape[0]
+        blocks += student.stack.computed_blocks(masks, mode) * masks.shape[0]
         return loss_fn(batch, masks, mode), None
 
     student.transformer.train()
@@ -202,7 +203,7 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
         seconds=time.perf_counter() - started,
         forward_passes=config.steps * config.batch,
         backward_passes=(config.steps - nonfinite) * config.batch,
-        block_evaluations=blocks[0],
+        block_evaluations=blocks,
         nonfinite_steps=nonfinite,
         trainable_parameters=sum(p.numel() for p in params),
         frozen_parameters=frozen,

@@ -117,8 +117,8 @@ class RetrainSettings:
             "perceptual": self.perceptual, "discriminator": self.discriminator}
 
 
-def check_settings(s: RetrainSettings) -> None:
-    """Refuse bad settings and an output folder that holds something else, before any work."""
+def check_settings(s: RetrainSettings) -> dict:
+    """Refuse bad settings and an output folder that holds something else, before any work; the export's record."""
     if s.stage not in (1, 2):
         raise PruneseekError(f"--stage must be 1 or 2, got {s.stage}")
     from pruneseek.discriminator import check_discriminator
@@ -147,13 +147,14 @@ def check_settings(s: RetrainSettings) -> None:
         raise PruneseekError(f"--feature-distill must be ≥ 0, got {s.feature_distill}")
     if s.batch > s.crops:
         raise PruneseekError(f"--batch {s.batch} exceeds the {s.crops} calibration crops; use more --crops")
-    export_record(Path(s.pruned))  # a readable export folder, before anything is created
+    record = export_record(Path(s.pruned))  # a readable export folder, before anything is created
     if Path(s.out).resolve() == Path(s.pruned).resolve():
         raise PruneseekError("--out must differ from --from: the retrained model is written as a new folder")
     out = Path(s.out)
     if out.exists() and not s.force and not s.resume and any(p.name != "checkpoint" for p in out.iterdir()):
         raise PruneseekError(f"{out} already holds files; choose another --out, or pass --force to replace it")
     out.mkdir(parents=True, exist_ok=True)  # checked writable before the work starts
+    return record
 
 
 class _EMA:
@@ -280,11 +281,11 @@ def _lora_targets(student, real: bool) -> list[str]:
     return linear_targets(student.transformer, student.transformer.transformer_blocks)
 
 
-def _load(s: RetrainSettings, report: Callable[[str], None]):
-    """Teacher, student (the export), the calibration latents, and the export's record (checked to match)."""
+def _load(s: RetrainSettings, record: dict, report: Callable[[str], None]):
+    """Teacher, student (the export), the calibration latents and the data spec; the export's source is checked
+    against the teacher."""
     from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
 
-    record = export_record(Path(s.pruned))
     teacher = s.source.load()
     made_from = record["source"]
     if made_from.get("model") != teacher.name or (not s.source.is_real and made_from.get(
@@ -298,7 +299,7 @@ def _load(s: RetrainSettings, report: Callable[[str], None]):
     data = calibration_latents(teacher, spec, progress=s.progress)
     for key in ("z_lr", "z_tea"):
         check_finite(key, data[key])
-    return teacher, student, data, record, spec
+    return teacher, student, data, spec
 
 
 def _fingerprint(s: RetrainSettings, record: dict, spec) -> dict:
@@ -537,9 +538,9 @@ def run_retrain(s: RetrainSettings, report: Callable[[str], None] = print, paral
     from pruneseek.sr_problem import latent_batches
     from pruneseek.training import endless
 
-    check_settings(s)
+    record = check_settings(s)
     torch.manual_seed(s.seed)
-    teacher, student, data, record, spec = _load(s, report)
+    teacher, student, data, spec = _load(s, record, report)
     world = parallel.world if parallel is not None else 1
     ckpt = _checkpointing(s, _fingerprint(s, record, spec) | {"processes": world})
     with contextlib.ExitStack() as stack:

@@ -139,8 +139,8 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
                               ema_decay=settings.ema_decay)
     check_parallel_and_resume(settings, strategy, parallel.world)
     perceptual, note = perceptual_loss(settings.perceptual)
-    outcome = SearchOutcome(target, preset, strategy, note, Path())
-    outcome.out, folder = output_folder(settings, target, preset, strategy)
+    out, folder = output_folder(settings, target, preset, strategy)
+    outcome = SearchOutcome(target, preset, strategy, note, out)
     report(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
     report(f"strategy: {strategy.name}; loss: L1 to the teacher's latent + {note}")
     spec = PairSpec(images=as_tuple(select_images("train", settings.data)), count=settings.crops,
