@@ -38,6 +38,7 @@ from pruneseek.targets.mini import MULTIPLE, load_mini
 
 #: Metric name → (direction, description); "up" means higher is better.
 METRICS: dict[str, tuple[str, str]] = {
+    "psnr_teacher": ("up", "PSNR to the teacher's output (dB): fidelity, what recovery and retraining distil"),
     "psnr": ("up", "PSNR to HR (dB)"),
     "ssim": ("up", "SSIM to HR (luminance)"),
     "haarpsi": ("up", "HaarPSI to HR"),
@@ -69,21 +70,46 @@ def tiled(fn, image: torch.Tensor, tile: int, stride: int | None = None) -> torc
     return total / weight
 
 
+def grid_crops(image: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Every non-overlapping ``size``-pixel square of ``image`` on a grid centred in it (row by row)."""
+    _, h, w = image.shape
+    rows, cols = h // size, w // size
+    top, left = (h - rows * size) // 2, (w - cols * size) // 2
+    return [image[:, top + i * size : top + (i + 1) * size, left + j * size : left + (j + 1) * size]
+            for i in range(rows) for j in range(cols)]
+
+
 def held_out_crops(crop: int = recipes.EVAL["crop"], seeds: tuple[int, ...] = recipes.EVAL["seeds"],
-                   tile: int = recipes.EVAL["tile"], images: list[Path] | None = None) -> list[dict]:
-    """The evaluation inputs: per held-out photograph a centre crop (side a multiple of ``tile``), degraded
-    once per seed (Real-ESRGAN, default settings) and upscaled 4× bicubic.
+                   tile: int = recipes.EVAL["tile"], images: list[Path] | None = None, degradation: str = "realesrgan",
+                   split: str = "held_out", per_image: int | None = recipes.EVAL["per_image"]) -> list[dict]:
+    """The evaluation inputs: every ``crop``-pixel square of a grid over each photograph of ``split``, degraded
+    once per seed by the ``degradation`` preset and upscaled 4× bicubic (``crop`` a multiple of ``tile``).
 
-    Each item is ``{"image", "seed", "hr", "up"}`` with ``hr`` and ``up`` of shape ``(1, 3, H, W)`` in [0, 1].
+    Crop k of a photograph with seed s is degraded with the generator seeded ``(s, k)``, so every crop has its
+    own degradation. Each item is ``{"image", "crop", "seed", "hr", "up"}`` with ``hr`` and ``up`` of shape
+    ``(1, 3, H, W)`` in [0, 1]; a photograph smaller than ``crop`` gives its centre square. ``per_image`` keeps
+    that many squares per photograph, evenly spaced over the grid (None: all).
     """
-    from pruneseek.data import DegradationConfig, degrade, load_image
+    import numpy as np
 
+    from pruneseek.data import degrade, load_image, preset_config
+
+    if crop % tile:
+        raise RecoveryError(f"the evaluation crop ({crop} px) must be a multiple of the tile ({tile} px)")
+    config = preset_config(degradation)
     items = []
-    for path in images if images is not None else select_images("held_out"):
-        hr = _centre_crop(load_image(path), crop, multiple=tile)
+    for path in images if images is not None else select_images(split):
+        image = load_image(path)
+        squares = grid_crops(image, crop) or [_centre_crop(image, crop, multiple=tile)]
+        if per_image is not None and per_image < len(squares):
+            n = len(squares)
+            picks = [n // 2] if per_image == 1 else [round(i * (n - 1) / (per_image - 1)) for i in range(per_image)]
+            squares = [squares[i] for i in picks]
         for seed in seeds:
-            lr = degrade(hr, DegradationConfig(), seed)
-            items.append({"image": Path(path).stem, "seed": seed, "hr": hr[None], "up": bicubic_upscale(lr[None], 4)})
+            for k, hr in enumerate(squares):
+                lr = degrade(hr.contiguous(), config, np.random.default_rng([seed, k]))
+                items.append({"image": Path(path).stem, "crop": k, "seed": seed, "hr": hr[None].contiguous(),
+                              "up": bicubic_upscale(lr[None], 4)})
     return items
 
 
@@ -108,29 +134,37 @@ def sr_tiled(
 
 def eval_teacher(
     weights: Path | None = None, crop: int = recipes.EVAL["crop"], seeds: tuple[int, ...] = recipes.EVAL["seeds"],
-    tile: int = recipes.EVAL["tile"],
+    tile: int = recipes.EVAL["tile"], per_image: int | None = recipes.EVAL["per_image"],
 ) -> dict:
-    """PSNR/SSIM of the teacher and of bicubic on the held-out photographs (same degraded inputs).
+    """PSNR, SSIM and HaarPSI of the teacher and of bicubic on the held-out crops (same degraded inputs), and
+    the teacher-minus-bicubic difference per metric with its paired 95 % bootstrap interval over the crops.
 
     The teacher runs on ``tile``-pixel tiles overlapping by half a tile, the size it was trained and is
     searched at (its position embedding is centre-cropped per input size, so other sizes are off its
     training distribution).
     """
+    from pruneseek.metrics import haarpsi
+    from pruneseek.stats import interval, verdict
+
     target = load_mini(weights)
     rows = []
-    for item in held_out_crops(crop, seeds, tile):
-        up, ref = item["up"], item["hr"]
-        sr = sr_tiled(target, up, tile)
-        rows.append({
-            "image": item["image"], "seed": item["seed"], "size": list(ref.shape[-2:]),
-            "psnr_teacher": float(psnr(sr, ref)), "psnr_bicubic": float(psnr(up, ref)),
-            "ssim_teacher": float(ssim(sr, ref)), "ssim_bicubic": float(ssim(up, ref)),
-        })
-    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr_teacher", "psnr_bicubic", "ssim_teacher", "ssim_bicubic")}
-    return {"weights": str(target.info["weights"]), "crop": crop, "tile": tile, "seeds": list(seeds), "rows": rows,
-            "mean": mean,
-            "record": target.info.get("record", {})}
-
+    with torch.no_grad():
+        for item in held_out_crops(crop, seeds, tile, degradation=target.degradation, per_image=per_image):
+            up, ref = item["up"], item["hr"]
+            sr = sr_tiled(target, up, tile)
+            row = {"image": item["image"], "crop": item["crop"], "seed": item["seed"]}
+            for name, fn in (("psnr", psnr), ("ssim", ssim), ("haarpsi", haarpsi)):
+                row[f"{name}_teacher"], row[f"{name}_bicubic"] = float(fn(sr, ref)), float(fn(up, ref))
+            rows.append(row)
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k.endswith(("_teacher", "_bicubic"))}
+    gains = {}
+    for name in ("psnr", "ssim", "haarpsi"):
+        diff = [r[f"{name}_teacher"] - r[f"{name}_bicubic"] for r in rows]
+        lo, hi = interval(diff)
+        gains[name] = {"mean": sum(diff) / len(diff), "ci_low": lo, "ci_high": hi, "verdict": verdict(lo, hi)}
+    return {"weights": str(target.info["weights"]), "degradation": target.degradation, "crop": crop, "tile": tile,
+            "seeds": list(seeds), "crops": len(rows), "images": sorted({r["image"] for r in rows}), "mean": mean,
+            "teacher_minus_bicubic": gains, "rows": rows, "record": target.info.get("record", {})}
 
 
 @dataclass
@@ -142,20 +176,26 @@ class EvalSet:
     crop: int
     seeds: tuple[int, ...]
     tile: int
+    split: str = "held_out"
 
     def describe(self) -> dict[str, Any]:
-        return {"crop": self.crop, "seeds": list(self.seeds), "tile": self.tile, "crops": len(self.crops),
-                "images": sorted({c["image"] for c in self.crops})}
+        return {"split": self.split, "crop": self.crop, "seeds": list(self.seeds), "tile": self.tile,
+                "crops": len(self.crops), "images": sorted({c["image"] for c in self.crops})}
 
 
 def eval_set(teacher, crop: int = recipes.EVAL["crop"], seeds: Sequence[int] = recipes.EVAL["seeds"],
-             tile: int = recipes.EVAL["tile"]) -> EvalSet:
-    """The held-out crops of ``pruneseek teacher eval`` and the full teacher's SR of each."""
+             tile: int = recipes.EVAL["tile"], per_image: int | None = recipes.EVAL["per_image"],
+             split: str = "held_out") -> EvalSet:
+    """The crops of ``split`` (default the held-out set of ``pruneseek teacher eval``), degraded as the teacher
+    expects, and the full teacher's SR of each."""
 
     if crop < tile:
         raise RecoveryError(f"the evaluation crop ({crop} px) must be at least one tile ({tile} px)")
-    crops = held_out_crops(crop, tuple(seeds), tile)
-    return EvalSet(crops, [sr_tiled(teacher, c["up"], tile) for c in crops], crop, tuple(seeds), tile)
+    crops = held_out_crops(crop, tuple(seeds), tile, degradation=teacher.degradation, split=split,
+                           per_image=per_image)
+    with torch.no_grad():
+        teacher_sr = [sr_tiled(teacher, c["up"], tile) for c in crops]
+    return EvalSet(crops, teacher_sr, crop, tuple(seeds), tile, split)
 
 
 def _lpips_fn():
@@ -193,6 +233,7 @@ def evaluate(student, teacher, mask: Sequence[int], data: EvalSet | None = None)
             "image": item["image"], "seed": item["seed"],
             "psnr": float(psnr(sr, hr)), "ssim": float(ssim(sr, hr)), "haarpsi": float(haarpsi(sr, hr)),
             "gmsd": float(gmsd(sr, hr)), "l1_teacher": float((sr - teacher_sr).abs().mean()),
+            "psnr_teacher": float(psnr(sr, teacher_sr)),
         }
         if lpips is not None:
             with torch.no_grad():

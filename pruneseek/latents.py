@@ -48,6 +48,14 @@ class PairSpec:
                 "degradation": self.degradation}
 
 
+def target_pairs(target, images: Sequence[str | Path], count: int, hr_size: int, seed: int) -> PairSpec:
+    """The :class:`PairSpec` of ``count`` crops of ``images`` degraded as ``target`` expects (its preset)."""
+    from pruneseek.data import PRESETS
+
+    return PairSpec(images=as_tuple(images), count=count, hr_size=hr_size, seed=seed,
+                    degradation=dict(PRESETS[target.degradation]))
+
+
 def make_pairs(spec: PairSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` (HR, LR) pairs in [0, 1]: HR ``(n, 3, s, s)``, LR ``(n, 3, s/4, s/4)``, deterministic per seed."""
     from pruneseek.data import DegradationConfig, SRPairs

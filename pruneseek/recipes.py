@@ -71,20 +71,42 @@ RECOVERY: dict[str, Any] = {"steps": 200, "batch": 4, "lr": 3e-4, "weight_decay"
 #: search ≈ 0.3 s, recovery ≈ 0.1 s, one held-out evaluation ≈ 2.3 s; the rule-based strategies' own defaults ≈
 #: 140 s per seed together, snapfusion 74 s of it).
 COMPARE_FULL: dict[str, Any] = {"search_steps": 500, "recovery_steps": RECOVERY["steps"], "batch": RECOVERY["batch"],
-                                "crops": SEARCH["crops"], "crop_size": SEARCH["crop_size"], "eval_crop": 192,
-                                "eval_seeds": (0, 1, 2, 3, 4, 5), "seeds": (0, 1, 2), "lr": RECOVERY["lr"]}
+                                "crops": SEARCH["crops"], "crop_size": SEARCH["crop_size"], "eval_crop": 128,
+                                "eval_seeds": (0, 1), "eval_per_image": None, "seeds": (0, 1, 2), "lr": RECOVERY["lr"]}
 COMPARE_QUICK: dict[str, Any] = {"search_steps": 3, "recovery_steps": 3, "batch": 2, "crops": 8, "crop_size": 32,
-                                 "eval_crop": 64, "eval_seeds": (0,), "seeds": (0,), "lr": RECOVERY["lr"]}
+                                 "eval_crop": 64, "eval_seeds": (0,), "eval_per_image": 1, "seeds": (0,), "lr": RECOVERY["lr"]}
 #: ``--quick`` also shrinks the rule-based strategies' own budgets (only settings a strategy has are passed).
-QUICK_STRATEGY_SETTINGS: dict[str, Any] = {"score_batches": 1, "num_masks": 6, "n_trials": 6, "latency_repeats": 1}
+QUICK_STRATEGY_SETTINGS: dict[str, Any] = {"score_batches": 1, "num_masks": 6, "n_trials": 6, "latency_repeats": 1,
+                                           "candidates": 4, "first_steps": 1}
+#: The ``race`` strategy: candidates, first round's recovery steps, halving factor, and the validation crops that
+#: score them (grid squares of the validation photographs, at most ``eval_per_image`` each, one degradation).
+RACE: dict[str, Any] = {"candidates": 16, "first_steps": 25, "eta": 2, "eval_crop": 128, "eval_seeds": (0,),
+                        "eval_per_image": 8}
 #: Share of the recovery budget an annealing strategy may spend annealing (PocketSR anneals over T = 8000).
 ANNEAL_FRACTION = 0.5
 
-#: The held-out evaluation: centre-crop side, degradation seeds and SR tile side.
-EVAL = {"crop": 192, "seeds": (0, 1, 2, 3, 4, 5), "tile": 64}
+#: The held-out evaluation: side of the grid squares cut from each photograph, degradation seeds, SR tile side and
+#: at most this many squares per photograph (None: all). The defaults give 106 crops of 128 px from the four
+#: held-out photographs (53 squares × 2 degradations).
+EVAL = {"crop": 128, "seeds": (0, 1), "tile": 64, "per_image": None}
+
+#: Named degradations (overrides of :class:`pruneseek.data.degrade.DegradationConfig`). ``realesrgan``: the
+#: published pipeline, for real targets. ``testbed``: the bundled miniature's, one mild blur, then at the LR scale Gaussian noise of σ 15–35
+#: (8-bit levels; gray with probability 0.4) and one JPEG of quality 75–95; no random resizes, no sinc. Why
+#: (docs/design.md §8): under the full pipeline a model small and briefly trained enough for two CPU cores
+#: cannot beat bicubic by a measurable margin (+0.08 dB; a convolutional network fares no better), so its
+#: layers have no job to lose; denoising gives the teacher one that a pruned student visibly fails at.
+DEGRADATIONS: dict[str, dict[str, Any]] = {
+    "realesrgan": {},
+    "testbed": {"resize_prob": (0.0, 0.0, 1.0), "blur_sigma": (0.2, 1.2), "gaussian_noise_prob": 1.0,
+                "noise_range": (0.0, 0.0), "jpeg_range": (90, 95), "second_blur_prob": 0.0,
+                "resize_prob2": (0.0, 0.0, 1.0), "gaussian_noise_prob2": 1.0, "noise_range2": (15.0, 35.0),
+                "jpeg_range2": (75, 95), "final_sinc_prob": 0.0},
+}
 
 #: Teacher training (``pruneseek teacher train``): AdamW with a cosine learning rate lr → min_lr.
-TEACHER: dict[str, Any] = {"steps": 1500, "batch": 8, "lr": 1e-3, "min_lr": 1e-5, "crop_size": 64, "clip_norm": 1.0}
+TEACHER: dict[str, Any] = {"steps": 3000, "batch": 8, "lr": 1e-3, "min_lr": 1e-5, "crop_size": 64, "clip_norm": 1.0,
+                           "degradation": "testbed"}
 
 #: Retraining a pruned model, stage 1 (TinySR supplement eq. A.4: AdamW at 1e-4). TinySR trains for 100k steps on
 #: 8 GPUs; the default here suits the bundled miniature on a CPU. LoRA rank 64 is TSD-SR's.

@@ -211,3 +211,25 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
         config=config.to_dict(),
     )
     return student, record
+
+
+def recovery_scorer(teacher, data: dict[str, torch.Tensor], perceptual, scored_on, batch: int, lr: float,
+                    metric: str = "psnr_teacher"):
+    """``score(mask, steps, seed) -> (value, cost)`` for strategies that race masks: recover ``mask`` for
+    ``steps`` steps by this module's protocol (``batch``, ``lr``, seed ``seed``) and return its ``metric`` on
+    ``scored_on`` (an :class:`~pruneseek.evaluation.EvalSet`, the validation split), signed so that higher is
+    better, with the forward/backward passes spent (recovery samples plus evaluation tiles)."""
+    from pruneseek.evaluation import METRICS, evaluate
+
+    sign = 1.0 if METRICS[metric][0] == "up" else -1.0
+    tiles = sum(((c["up"].shape[-2] - scored_on.tile) // (scored_on.tile // 2) + 1)
+                * ((c["up"].shape[-1] - scored_on.tile) // (scored_on.tile // 2) + 1) for c in scored_on.crops)
+
+    def score(mask, steps: int, seed: int) -> tuple[float, dict]:
+        student, record = recover(teacher, [int(v) for v in mask], data, perceptual,
+                                  RecoveryConfig(steps=steps, batch=batch, lr=lr, seed=seed))
+        value = evaluate(student, teacher, [int(v) for v in mask], scored_on)["metrics"][metric]
+        return sign * value, {"forward_passes": record.forward_passes + tiles,
+                              "backward_passes": record.backward_passes}
+
+    return score

@@ -1,7 +1,8 @@
 """Train and evaluate the tsdsr-mini teacher (the bundled default target).
 
 Training: fresh random HR crops of the built-in train photographs every step (a fixed pool overfits
-within a few hundred steps), LR by the Real-ESRGAN second-order degradation (×4), input = LR upscaled 4× bicubic; the transformer learns v so that
+within a few hundred steps), LR by the testbed degradation preset (×4; :data:`pruneseek.data.degrade.PRESETS`,
+docs/design.md §8), input = LR upscaled 4× bicubic; the transformer learns v so that
 z_HR ≈ z_LR − v (one step at t = 1000), with an L1 loss on the latents (the pixel-unshuffle latent is a
 permutation of the pixels, so this is the pixel L1). The default-prompt context and pooled vector are
 learned with it and then fixed. AdamW, cosine learning rate, gradient clip 1.0.
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from pruneseek import recipes
-from pruneseek.data import SRPairs, bicubic_upscale
+from pruneseek.data import SRPairs, bicubic_upscale, preset_config
 from pruneseek.engine.schedules import cosine
 from pruneseek.errors import PruneseekError
 from pruneseek.latents import select_images
@@ -46,6 +47,8 @@ class TeacherConfig:
     init: str | None = None
     #: Index of the first training pair (a continuation draws new crops, not the first run's again).
     first_pair: int = 0
+    #: Degradation preset of the LR inputs (:data:`pruneseek.data.degrade.PRESETS`); tsdsr-mini's is "testbed".
+    degradation: str = recipes.TEACHER["degradation"]
 
 
 def _stop_error(consecutive: int) -> PruneseekError:
@@ -60,7 +63,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, command: str = "", progress: bo
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     images = select_images("train")
-    pairs = SRPairs(images, hr_size=cfg.crop_size, scale=4, seed=cfg.seed)
+    pairs = SRPairs(images, hr_size=cfg.crop_size, scale=4, seed=cfg.seed, degradation=preset_config(cfg.degradation))
     previous = None
     if cfg.init:
         start = load_mini(cfg.init)

@@ -70,8 +70,11 @@ def test_compare_writes_outputs_and_continues_from_finished_rows(tmp_path, capsy
     assert doc["settings"]["recovery"]["steps"] == 3 and doc["settings"]["eval"]["seeds"] == [0]
     for row in rows:
         assert row["num_kept"] == 12 and len(row["kept"]) == 12
-        for metric in ("psnr", "ssim", "haarpsi", "gmsd", "l1_teacher"):
+        for metric in ("psnr_teacher", "psnr", "ssim", "haarpsi", "gmsd", "l1_teacher"):
             assert math.isfinite(row[f"{metric}_before"]) and math.isfinite(row[f"{metric}_after"])
+            per_crop = row["per_crop_after"][metric]
+            assert len(per_crop) == len(row["per_crop_before"][metric]) >= 4  # one held-out crop per photograph
+            assert sum(per_crop) / len(per_crop) == pytest.approx(row[f"{metric}_after"], abs=1e-4)
         assert row["recovery_steps"] == 3 and row["search_seconds"] >= 0
         assert MaskFile.load(row["mask_file"]).num_kept == 12
     fake = [r for r in rows if r["strategy"] == "fake-test"]
@@ -80,15 +83,19 @@ def test_compare_writes_outputs_and_continues_from_finished_rows(tmp_path, capsy
     assert all(r["trajectory"] and r["search_backward_passes"] > 0 for r in learned)
     summary = doc["summary"]["bk-sdm"]["haarpsi_after"]
     assert summary["n"] == 2 and summary["std"] >= 0 and doc["summary"]["bk-sdm"]["seeds"] == [0, 1]
+    assert summary["ci95"][0] <= summary["mean"] <= summary["ci95"][1]
     assert set(doc["ordering"]["order"]) == {"bk-sdm", "tinyfusion", "fake-test"}
+    assert doc["ordering"]["metric"] == "psnr_teacher_after"
 
     with open(out / f"{STEM}.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
-    per_seed = [r for r in table if r["seed"] not in ("mean", "std")]
-    assert len(per_seed) == 6 and len(table) == 6 + 2 * 3
+    per_seed = [r for r in table if r["seed"] not in ("mean", "std", "ci_low", "ci_high")]
+    assert len(per_seed) == 6 and len(table) == 6 + 4 * 3
     mean_row = next(r for r in table if r["strategy"] == "bk-sdm" and r["seed"] == "mean")
     assert float(mean_row["haarpsi_after"]) == pytest.approx(summary["mean"])
-    assert len(table) == 12 and {"strategy", "seed", "kept", "search_seconds", "recovery_seconds",
+    low = next(r for r in table if r["strategy"] == "bk-sdm" and r["seed"] == "ci_low")
+    assert float(low["haarpsi_after"]) == pytest.approx(summary["ci95"][0])
+    assert {"strategy", "seed", "kept", "search_seconds", "recovery_seconds",
                                 "psnr_before", "haarpsi_after", "l1_teacher_after"} <= set(table[0])
     for suffix in ("metrics", "masks", "trajectories"):
         assert (out / f"{STEM}-{suffix}.png").read_bytes()[:4] == b"\x89PNG"

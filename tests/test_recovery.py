@@ -28,7 +28,7 @@ def data(teacher, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_eval(teacher):
-    return eval_set(teacher, crop=64, seeds=(0,), tile=64)
+    return eval_set(teacher, crop=64, seeds=(0,), tile=64, per_image=1)
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -95,13 +95,13 @@ def test_anneal_schedule_and_first_step_is_the_full_model(teacher, data):
 def test_evaluate_metrics_and_zero_shot(teacher, small_eval, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no LPIPS weights here
     full = evaluate_zero_shot(teacher, [1] * 24, small_eval)
-    assert set(full["metrics"]) == {"psnr", "ssim", "haarpsi", "gmsd", "l1_teacher"}
-    assert full["metrics"]["l1_teacher"] == 0.0 and full["crops"] == 3
+    assert set(full["metrics"]) == {"psnr_teacher", "psnr", "ssim", "haarpsi", "gmsd", "l1_teacher"}
+    assert full["metrics"]["l1_teacher"] == 0.0 and full["crops"] == 4
     assert "LPIPS not computed" in full["lpips"] and "alexnet-owt-7be5be79.pth" in full["lpips"]
     pruned = evaluate(teacher, teacher, MASK, small_eval)
     assert pruned["metrics"]["l1_teacher"] > 0
     assert 0 < pruned["metrics"]["haarpsi"] <= 1 and 0 < pruned["metrics"]["ssim"] <= 1
-    assert [r["image"] for r in pruned["rows"]] == ["astronaut", "china", "gravel"]
+    assert [r["image"] for r in pruned["rows"]] == ["astronaut", "china", "gravel", "coins"]
 
 
 def test_bad_masks_and_budgets(teacher, data, small_eval):

@@ -146,13 +146,15 @@ def test_retrain_on_the_tsdsr_layout(tmp_path, capsys):
 
 
 def test_bench_retrain_measures_the_loop_side_by_side(exported):
-    from pruneseek.bench.retrain import bench_retrain, bootstrap_interval
+    from pruneseek.bench.retrain import bench_retrain
+    from pruneseek.stats import interval as bootstrap_interval
 
     assert bootstrap_interval([2.0] * 5) == (2.0, 2.0)
     lo, hi = bootstrap_interval([0.0, 1.0, 2.0, 3.0, 4.0])
     assert 0.0 <= lo < 2.0 < hi <= 4.0
-    doc = bench_retrain({"pruned": exported}, crop=64, seeds=(0, 1), rounds=1, progress=lambda line: None)
-    assert set(doc["metrics"]) == {"bicubic", "teacher", "pruned"} and doc["held_out"]["crops"] == 6
+    doc = bench_retrain({"pruned": exported}, crop=64, seeds=(0, 1), rounds=1, per_image=1,
+                        progress=lambda line: None)
+    assert set(doc["metrics"]) == {"bicubic", "teacher", "pruned"} and doc["held_out"]["crops"] == 8
     diff = doc["metrics"]["pruned"]["psnr"]["minus_teacher"]
     assert diff["verdict"] in ("tie", "higher", "lower") and diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
     assert "minus_teacher" not in doc["metrics"]["teacher"]["psnr"]

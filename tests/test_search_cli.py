@@ -83,23 +83,29 @@ def test_teacher_train_and_eval_commands(tmp_path, capsys):
     out = tmp_path / "mini.safetensors"
     assert main(["teacher", "train", "--steps", "3", "--batch", "2", "--out", str(out), "--quiet"]) == 0
     record = load_mini(out).info["record"]
-    assert record["config"]["steps"] == 3 and record["command"].startswith("pruneseek")
+    assert record["config"]["steps"] == 3 and record["config"]["degradation"] == "testbed"
+    assert record["command"].startswith("pruneseek")
     capsys.readouterr()
     assert main(["teacher", "eval", "--weights", str(out), "--out", str(tmp_path / "eval.json")]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert len(result["rows"]) == 18 and {"psnr_teacher", "psnr_bicubic", "ssim_teacher", "ssim_bicubic"} <= set(result["mean"])
-    assert "teacher PSNR" in capsys.readouterr().out
+    assert len(result["rows"]) == result["crops"] >= 100
+    assert {"psnr_teacher", "psnr_bicubic", "haarpsi_teacher", "haarpsi_bicubic"} <= set(result["mean"])
+    gain = result["teacher_minus_bicubic"]["psnr"]
+    assert gain["ci_low"] <= gain["mean"] <= gain["ci_high"] and gain["verdict"] in ("better", "worse", "tie")
+    printed = capsys.readouterr().out
+    assert "teacher PSNR" in printed and "teacher − bicubic psnr" in printed
 
 
 def test_bundled_teacher_beats_bicubic_on_held_out_images():
-    """The committed tsdsr-mini weights beat bicubic upsampling of the same degraded held-out inputs."""
+    """The committed tsdsr-mini weights beat bicubic upsampling of the same degraded held-out inputs, with the
+    paired 95 % interval above zero on PSNR and HaarPSI."""
     from pruneseek.evaluation import eval_teacher
 
     result = eval_teacher()
-    mean = result["mean"]
-    assert mean["psnr_teacher"] > mean["psnr_bicubic"]
-    assert mean["ssim_teacher"] > mean["ssim_bicubic"]
-    assert {r["image"] for r in result["rows"]} == {"astronaut", "china", "gravel"}
+    gains = result["teacher_minus_bicubic"]
+    assert gains["psnr"]["ci_low"] > 0.5 and gains["haarpsi"]["ci_low"] > 0
+    assert result["mean"]["ssim_teacher"] > result["mean"]["ssim_bicubic"]
+    assert {r["image"] for r in result["rows"]} == {"astronaut", "china", "gravel", "coins"} and result["crops"] >= 100
 
 
 def test_calibration_pairs_are_all_distinct():

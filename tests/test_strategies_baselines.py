@@ -321,8 +321,8 @@ def test_scope_space_keeps_every_blocks_option_size(name):
         get_strategy(name, scope="blocks")
 
 
-def test_registry_holds_all_ten_with_sources_and_module_docstrings():
-    assert set(available()) == set(BASELINES) | {"tinyfusion", "tinysr"}
+def test_registry_holds_every_strategy_with_sources_and_module_docstrings():
+    assert set(available()) == set(BASELINES) | {"tinyfusion", "tinysr", "race"}
     for name in BASELINES:
         strategy = get_strategy(name)
         assert isinstance(strategy, Strategy) and strategy.name == name and strategy.source

@@ -19,13 +19,13 @@ from pruneseek.strategies.presets import (
 def test_one_bundled_preset_per_registered_strategy():
     """Every strategy has its preset; other files (e.g. `pruneseek tune --save-preset NAME`) must load too."""
     assert set(available()) <= set(list_strategy_presets())
-    assert len(available()) == 10
+    assert len(available()) == 11
     for name in list_strategy_presets():
         load_strategy_preset(name)
 
 
 @pytest.mark.parametrize("name", sorted(["tinysr", "tinyfusion", "random-min", "shortgpt", "flux-lite", "sensitivity",
-                                         "snapfusion", "bk-sdm", "optuna-tpe", "annealing"]))
+                                         "snapfusion", "bk-sdm", "optuna-tpe", "annealing", "race"]))
 def test_bundled_preset_equals_the_class_defaults(name):
     """The TOML cannot drift from the code: same keys, same values (None defaults are left out)."""
     loaded, settings = load_strategy_preset(name)

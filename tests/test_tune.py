@@ -180,21 +180,21 @@ def test_tune_runs_a_study_and_resumes_it(study3):
     out, (code1, text1, err1), report2, (code2, text2, err2) = study3
     assert code1 == 0 and code2 == 0, err1 + err2
     assert f"study: {STUDY} in sqlite:///" in text1 and "2 complete wanted: 2 to run" in text1
-    assert "[1/2] trial 0: haarpsi " in text1 and "[2/2] trial 1: haarpsi " in text1 and "best: trial " in text1
+    assert "[1/2] trial 0: psnr_teacher " in text1 and "[2/2] trial 1: psnr_teacher " in text1 and "best: trial " in text1
     assert [t["state"] for t in report2["trials"]] == ["COMPLETE"] * 2
     # the rerun continues the stored study: exactly one more trial
     assert "(2 complete, 0 failed, 0 running, 0 queued); 3 complete wanted: 1 to run" in text2
-    assert "[3/3] trial 2: haarpsi" in text2 and "trial 0:" not in text2 and "1 trials run" in text2
+    assert "[3/3] trial 2: psnr_teacher" in text2 and "trial 0:" not in text2 and "1 trials run" in text2
     report = _report(out)
     assert report["format"] == "pruneseek.tune/v1" and report["study"] == STUDY
-    assert report["storage"] == _url(out) and report["metric"] == "haarpsi" and report["direction"] == "maximize"
+    assert report["storage"] == _url(out) and report["metric"] == "psnr_teacher" and report["direction"] == "maximize"
     assert [t["number"] for t in report["trials"]] == [0, 1, 2] and report["counts"] == {"COMPLETE": 3}
     assert report["trials"][:2] == report2["trials"]
     values = [t["value"] for t in report["trials"]]
     assert report["best"]["value"] == max(values)
     best = report["trials"][values.index(max(values))]
     assert report["best"]["params"] == best["params"] and set(best["params"]) == {"score_batches", "scope", "keep_last"}
-    assert best["metrics_after"]["haarpsi"] == best["value"] and len(best["kept"]) == 12
+    assert best["metrics_after"]["psnr_teacher"] == best["value"] and len(best["kept"]) == 12
     assert report["fixed"]["protocol"]["recovery"]["steps"] == 3 and report["fixed"]["ratio"] == "0.5"
     study, storage = _load(out)
     assert len(study.trials) == 3 and study.user_attrs["fixed"] == report["fixed"]
@@ -223,7 +223,7 @@ def test_a_dead_trial_is_failed_and_retried(study3, tmp_path):
     code, text, err = _tune(out, "--trials", "4")
     assert code == 0, err
     assert "(3 complete, 0 failed, 1 running, 0 queued); 4 complete wanted: 1 to run" in text
-    assert "[4/4] trial 4 (retry of trial 3): haarpsi" in text
+    assert "[4/4] trial 4 (retry of trial 3): psnr_teacher" in text
     study, storage = _load(out)
     states = [t.state for t in study.trials]
     assert states == [TrialState.COMPLETE] * 3 + [TrialState.FAIL, TrialState.COMPLETE]
@@ -330,12 +330,12 @@ def test_bad_input_is_one_line_exit_2(study3, tmp_path):
     code, _, err = _tune(out, "--trials", "4", "--recovery-steps", "4")
     _one_line_error(code, err, "other fixed settings", "protocol.recovery.steps (3 → 4)", "--study")
     code, _, err = _tune(out, "--trials", "4", "--metric", "gmsd")
-    _one_line_error(code, err, "metric ('haarpsi' → 'gmsd')", "direction ('maximize' → 'minimize')")
+    _one_line_error(code, err, "metric ('psnr_teacher' → 'gmsd')", "direction ('maximize' → 'minimize')")
     study, storage = _load(out)
     assert len(study.trials) == 3  # nothing ran
     storage.engine.dispose()
     code, _, err = _tune(out, "--metric", "sharpness")
-    _one_line_error(code, err, "unknown --metric 'sharpness'", "haarpsi")
+    _one_line_error(code, err, "unknown --metric 'sharpness'", "psnr_teacher")
     with pytest.raises(SystemExit) as exc, contextlib.redirect_stderr(io.StringIO()):
         main(["tune", "--strategy", "shortgpt", "--trials", "0"])
     assert exc.value.code == 2

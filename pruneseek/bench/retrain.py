@@ -1,8 +1,8 @@
 """The whole loop measured side by side: bicubic, the teacher, the pruned export (zero-shot) and retrained models.
 
 ``pruneseek bench retrain --model LABEL=DIR ...`` evaluates every model on the held-out crops of
-:func:`pruneseek.evaluation.held_out_crops` (photographs no search, teacher training or retraining sees; centre
-crops, Real-ESRGAN degradations with fixed seeds, half-overlapping tiles), with each metric's mean and a 95 %
+:func:`pruneseek.evaluation.held_out_crops` (photographs no search, teacher training or retraining sees; grid
+crops, the teacher's degradation preset with fixed seeds, half-overlapping tiles), with each metric's mean and a 95 %
 bootstrap interval over the crops, and the paired difference to the teacher with its interval (a difference
 whose interval contains 0 is a tie). It also measures, on the same one-tile input, each model's parameters,
 MACs (torch's FLOP counter ÷ 2) and CPU latency (variants interleaved per round, median). Written to
@@ -10,27 +10,17 @@ MACs (torch's FLOP counter ÷ 2) and CPU latency (variants interleaved per round
 """
 from __future__ import annotations
 
-import random
 import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pruneseek import recipes
+from pruneseek.stats import interval, verdict
 from pruneseek.targets.load import TargetSource, load_pruned
 
 METRIC_NAMES = ("psnr", "ssim", "haarpsi", "gmsd")
-
-
-def bootstrap_interval(values: list[float], resamples: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (resampling the items with replacement)."""
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    lo = means[int((1 - level) / 2 * resamples)]
-    hi = means[min(resamples - 1, int((1 + level) / 2 * resamples))]
-    return lo, hi
 
 
 def _scores(target, crops: list[dict], tile: int) -> list[dict[str, float]]:
@@ -50,12 +40,12 @@ def _summary(rows: list[dict], reference: list[dict] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in METRIC_NAMES:
         values = [r[m] for r in rows]
-        entry: dict[str, Any] = {"mean": statistics.fmean(values), "ci95": bootstrap_interval(values)}
+        entry: dict[str, Any] = {"mean": statistics.fmean(values), "ci95": interval(values)}
         if reference is not None:
             diff = [a[m] - b[m] for a, b in zip(rows, reference)]
-            lo, hi = bootstrap_interval(diff)
+            lo, hi = interval(diff)
             entry["minus_teacher"] = {"mean": statistics.fmean(diff), "ci95": (lo, hi),
-                                      "verdict": "tie" if lo <= 0 <= hi else ("higher" if lo > 0 else "lower")}
+                                      "verdict": {"better": "higher", "worse": "lower"}.get(verdict(lo, hi), "tie")}
         out[m] = entry
     return out
 
@@ -80,15 +70,16 @@ def _costs(models: dict[str, Any], tile: int, rounds: int) -> dict[str, dict[str
     return out
 
 
-def bench_retrain(folders: dict[str, Path], source: TargetSource | None = None, crop: int = 192,
-                  seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5), tile: int = 64, rounds: int = 5,
+def bench_retrain(folders: dict[str, Path], source: TargetSource | None = None, crop: int = recipes.EVAL["crop"],
+                  seeds: tuple[int, ...] = recipes.EVAL["seeds"], tile: int = recipes.EVAL["tile"], rounds: int = 5,
+                  per_image: int | None = recipes.EVAL["per_image"],
                   progress=print) -> dict[str, Any]:
     """Evaluate bicubic, the teacher and every folder (label → pruned/retrained folder); see the module docstring."""
     from pruneseek.evaluation import held_out_crops
 
     source = source or TargetSource()
-    crops = held_out_crops(crop, seeds, tile)
     models: dict[str, Any] = {"bicubic": None, "teacher": source.load()}
+    crops = held_out_crops(crop, seeds, tile, degradation=models["teacher"].degradation, per_image=per_image)
     for label, folder in folders.items():
         models[label] = load_pruned(Path(folder), source, latent=models["teacher"])
     rows = {}

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from pruneseek import recipes
-from pruneseek.commands.args import command_parser, positive_int
+from pruneseek.commands.args import (add_threads_argument, comma_list, command_parser, positive_int, seed_list,
+                                     torch_threads)
 
 EXAMPLES = """examples:
   pruneseek bench engine --json                 # CPU: 24-block SD3 MMDiT at bench width
@@ -15,6 +16,8 @@ EXAMPLES = """examples:
   pruneseek bench export --json                 # full vs pruned 12/24 vs pre-cached: tsdsr-mini + SD3-medium shape
   pruneseek bench export --models tsdsr-mini --rounds 3
   pruneseek bench retrain --model pruned=pruned-mini --model stage1=retrained-mini --model stage2=retrained-mini-s2
+  pruneseek bench testbed --json                # headroom, harm and discrimination power of the bundled testbed
+  pruneseek bench testbed --ratios 0.5 --masks 8 --seeds 0,1,2
 """
 
 
@@ -22,10 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command_parser(
         sub, "bench", "benchmarks (ratios measured side by side), written as JSON to results/",
         "Run a benchmark and write its JSON to results/ (atomically).", EXAMPLES)
-    p.add_argument("what", choices=["engine", "export", "retrain"],
+    p.add_argument("what", choices=["engine", "export", "retrain", "testbed"],
                    help="engine: search step vs plain LoRA step, blend and skip modes; "
                         "export: forward of full vs pruned (12/24) vs pruned + pre-cached modulation; "
-                        "retrain: bicubic, teacher and pruned/retrained folders on the held-out set, with costs")
+                        "retrain: bicubic, teacher and pruned/retrained folders on the held-out set, with costs; "
+                        "testbed: the teacher's headroom over bicubic and how well recovered masks are told apart")
     p.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
                    help="retrain: a pruned or retrained folder to measure, with its label (repeat)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -43,8 +47,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=["tinysr", "tinyfusion"], default="tinysr")
     p.add_argument("--out", type=Path, default=None,
                    help="output JSON (default results/bench-<what>.json; engine on CUDA: results/bench-engine-gpu.json)")
+    p.add_argument("--ratios", type=comma_list, default=["0.33", "0.5", "0.67"],
+                   help="testbed: pruning ratios (default 0.33,0.5,0.67)")
+    p.add_argument("--masks", type=positive_int, default=8, help="testbed: diverse masks per ratio (default 8)")
+    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="testbed: recovery seeds per mask (default 0,1,2)")
+    p.add_argument("--quick", action="store_true", help="testbed: the comparison's --quick budget (a smoke run)")
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="also print the JSON to stdout")
     p.set_defaults(run=run)
+
+
+def run_testbed(args: argparse.Namespace) -> int:
+    from pruneseek.bench.testbed import METRICS, bench_testbed
+    from pruneseek.errors import PruneseekError
+
+    try:
+        ratios = [float(r) for r in args.ratios]
+    except ValueError:
+        raise PruneseekError(f"--ratios {','.join(args.ratios)}: give numbers such as 0.33,0.5,0.67") from None
+    out = args.out or Path("results") / "bench-testbed.json"
+    doc = bench_testbed(ratios, args.masks, tuple(args.seeds), out, quick=args.quick)
+    for name in ("psnr", "haarpsi"):
+        g = doc["teacher_minus_bicubic"][name]
+        print(f"teacher − bicubic {name}: {g['mean']:+.4g} [95 % CI {g['ci_low']:+.4g}, {g['ci_high']:+.4g}] on "
+              f"{doc['held_out_crops']} held-out crops")
+    for ratio, block in doc["ratios"].items():
+        cells = ", ".join(f"{m} {block['power'][m]['discrimination_ratio']:.1f}" for m in METRICS)
+        print(f"ratio {ratio}: discrimination (spread of {block['power'][METRICS[0]]['masks']} masks / recovery-seed "
+              f"std): {cells}")
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    print(f"wrote {out}")
+    return 0
 
 
 def run_retrain(args: argparse.Namespace) -> int:
@@ -125,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
         return run_export(args)
     if args.what == "retrain":
         return run_retrain(args)
+    if args.what == "testbed":
+        with torch_threads(args.threads):
+            return run_testbed(args)
     args.shape, args.dtype, args.lora_rank = engine_defaults(args.device, args.shape, args.dtype, args.lora_rank)
     cfg = EngineBenchConfig(
         batch=args.batch, steps=args.steps, rounds=args.rounds or 3, lora_rank=args.lora_rank,

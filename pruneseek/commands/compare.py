@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, help=f"recovery AdamW learning rate (default {recipes.COMPARE_FULL['lr']:g})")
     p.add_argument("--crops", type=positive_int, help=f"calibration crops (default {recipes.COMPARE_FULL['crops']})")
     p.add_argument("--crop-size", type=positive_int, help=f"calibration HR crop side (default {recipes.COMPARE_FULL['crop_size']})")
-    p.add_argument("--eval-crop", type=positive_int, help=f"held-out centre-crop side (default {recipes.COMPARE_FULL['eval_crop']})")
+    p.add_argument("--eval-crop", type=positive_int, help=f"side of the held-out grid crops (default {recipes.COMPARE_FULL['eval_crop']})")
     p.add_argument("--perceptual", choices=["auto", "gmsd", "lpips"], default="auto",
                    help="perceptual term of search and recovery loss (default auto: LPIPS if local, else GMSD)")
     add_target_arguments(p)

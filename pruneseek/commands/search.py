@@ -1,8 +1,10 @@
 """`pruneseek search`: decide a depth-pruning mask with any registered strategy and write it out (docs/design.md §4–6).
 
 Parses the options into :class:`~pruneseek.experiment.settings.SearchSettings`, runs
-:func:`~pruneseek.experiment.search.run_search_experiment` (data parallel with ``--nproc``) and prints what
-it decided. ``--rule``, ``--mode`` and ``--ema-decay`` go only to strategies that have those settings.
+:func:`~pruneseek.experiment.search.run_search_experiment` (data parallel with ``--nproc``), or with
+``--seeds N`` :func:`~pruneseek.experiment.search.run_seeds_experiment` (one search per seed and their majority
+decision, §4.8), and prints what it decided. ``--rule``, ``--mode`` and ``--ema-decay`` go only to strategies
+that have those settings.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ EXAMPLES = """examples:
   pruneseek search --model tsdsr --ratio 0.5 --strategy tinyfusion --checkpoint-every 50   # resumable
   pruneseek search --model tsdsr --ratio 0.5 --strategy tinyfusion --resume results/search/tsdsr-mini-r0.5-tinyfusion-s0
   pruneseek search --model tsdsr --ratio 0.5 --nproc 2 --batch 8    # data parallel: 2 processes × 4 crops
+  pruneseek search --model tsdsr --ratio 0.5 --seeds 3              # seeds 0, 1, 2 and their majority mask
   torchrun --nproc-per-node 8 -m pruneseek search --model tsdsr --ratio 0.5 --device cuda --batch 32 ...
   pruneseek search --model tsdsr --ratio 0.5 --base SD3_DIR --lora TSDSR_LORA_DIR \\
                    --embeddings EMB_DIR --data HR_IMAGES --device cuda
@@ -39,6 +42,7 @@ STRATEGY_HELP = {
     "bk-sdm": "fixed rule: first of each encoder group, last of each decoder group (experience)",
     "optuna-tpe": "optuna TPE over per-block options, objective the calibration loss (black box)",
     "annealing": "a rule's mask, removed by annealing over T recovery steps (PocketSR)",
+    "race": "successive halving of candidate masks by short recoveries on the validation split (pruneseek)",
 }
 STRATEGIES_TEXT = "strategies (--strategy NAME, or a preset .toml such as strategies/NAME.toml):\n" + "\n".join(
     f"  {name:<12} {text}" for name, text in STRATEGY_HELP.items()
@@ -69,7 +73,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="execution mode of the learned strategies (default blend)")
     p.add_argument("--perceptual", choices=["auto", "gmsd", "lpips"], default="auto",
                    help="perceptual term: LPIPS if its weights are local, else GMSD (auto)")
-    p.add_argument("--out", type=Path, help="output folder (default results/search/<model>-r<ratio>-<strategy>-s<seed>)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default results/search/<model>-r<ratio>-<strategy>-s<seed>, with -seeds<N> "
+                        "added for --seeds N)")
+    p.add_argument("--seeds", type=positive_int, default=1, metavar="N",
+                   help="run the search for seeds SEED, SEED+1, ..., SEED+N-1, each in OUT/seed-<k>/, and write "
+                        "their majority decision as OUT/mask.json: the mask of the search space that keeps the "
+                        "layers the seeds kept most often (docs/design.md §4.8). Not with --resume or --nproc "
+                        "(default 1: one search)")
     add_target_arguments(p)
     p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
                    help="learned strategies: save the whole search state to OUT/checkpoint/ every N steps and at "
@@ -103,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
     from pruneseek.engine.launcher import launch, under_launcher, without_option
 
     settings = settings_from(args)
+    if args.seeds > 1:
+        from pruneseek.experiment.search import check_seeds
+
+        check_seeds(settings, seeds_of(args), args.nproc)
     if args.nproc > 1 and not under_launcher():
         from pruneseek.experiment.search import check_parallel_and_resume
         from pruneseek.experiment.strategy import build_strategy
@@ -116,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
     parallel = init_from_env(settings.source.device)
     try:
+        if args.seeds > 1:
+            return search_seeds(settings, parallel, seeds_of(args))
         if parallel.is_main:
             return search(settings, parallel)
         import contextlib
@@ -153,4 +170,31 @@ def search(settings, parallel) -> int:
     print(f"wrote {outcome.mask_path}, {out / 'summary.json'} and {out / 'loss.png'}")
     if result.nonfinite_steps:
         print(f"note: {result.nonfinite_steps} steps had a non-finite loss and were skipped")
+    return 0
+
+
+def seeds_of(args: argparse.Namespace) -> list[int]:
+    """The seeds of ``--seeds N``: ``--seed`` and the N - 1 after it."""
+    return list(range(args.seed, args.seed + args.seeds))
+
+
+def search_seeds(settings, parallel, seeds: list[int]) -> int:
+    from pruneseek.experiment.search import run_seeds_experiment
+
+    outcome = run_seeds_experiment(settings, parallel, seeds)
+    n, layers = len(seeds), outcome.num_layers
+    for seed, one in zip(seeds, outcome.outcomes):
+        print(f"seed {seed}: kept {one.result.kept}")
+    print(f"majority over {n} seeds: kept {list(outcome.mask.keep)}")
+    print(f"all {n} seeds agree on {outcome.agree_all} of {layers} layers "
+          f"(kept by all: {len(outcome.kept_by_all)}, dropped by all: {len(outcome.dropped_by_all)})")
+    counts = [round(f * n) for f in outcome.keep_frequency]
+    space = outcome.mask.space_object()
+    groups = [counts[b.start:b.stop] for b in space.blocks] if space is not None and space.num_blocks > 1 else [counts]
+    print(f"keep frequency per layer, in seeds of {n} (blocks split by |): "
+          + " | ".join(" ".join(str(c) for c in group) for group in groups))
+    if outcome.notes:
+        print(f"note: {outcome.notes}")
+    print(f"wrote {outcome.mask_path} and {outcome.out / 'summary.json'} (each seed's search in "
+          f"{outcome.out / 'seed-<k>'})")
     return 0

@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from pruneseek import recipes
 from pruneseek.commands.args import command_parser, nonnegative_int, positive_int
 
 EXAMPLES = """examples:
@@ -20,9 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Train tsdsr-mini on the built-in train photographs, or evaluate it against bicubic "
         "upsampling on the held-out ones.", EXAMPLES)
     p.add_argument("action", choices=["train", "eval"])
-    p.add_argument("--steps", type=positive_int, default=1500, help="train: optimisation steps (default 1500)")
-    p.add_argument("--batch", type=positive_int, default=8, help="train: crops per step (default 8)")
-    p.add_argument("--lr", type=float, default=1e-3, help="train: peak learning rate (cosine to 1e-5)")
+    t = recipes.TEACHER
+    p.add_argument("--steps", type=positive_int, default=t["steps"], help=f"train: optimisation steps (default {t['steps']})")
+    p.add_argument("--batch", type=positive_int, default=t["batch"], help=f"train: crops per step (default {t['batch']})")
+    p.add_argument("--lr", type=float, default=t["lr"], help=f"train: peak learning rate (default {t['lr']:g}, cosine "
+                   f"to {t['min_lr']:g})")
+    p.add_argument("--degradation", choices=sorted(recipes.DEGRADATIONS), default=t["degradation"],
+                   help=f"train: degradation preset of the LR inputs (default {t['degradation']}; docs/design.md §8)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--init", type=Path, help="train: continue from these weights (default: a fresh model)")
     p.add_argument("--first-pair", type=nonnegative_int, default=0,
@@ -41,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pruneseek.teacher import TeacherConfig, command_line, train_teacher
 
     if args.action == "train":
-        cfg = TeacherConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+        cfg = TeacherConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, degradation=args.degradation,
                             init=str(args.init) if args.init else None, first_pair=args.first_pair)
         out = args.out or WEIGHTS
         record = train_teacher(cfg, out, command=command_line(), progress=not args.quiet)
@@ -52,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(args.out, result)
     if args.json:
         print(json.dumps(result, indent=2))
-    m = result["mean"]
-    print(f"held-out mean over {len(result['rows'])} crops: teacher PSNR {m['psnr_teacher']:.2f} dB, SSIM "
-          f"{m['ssim_teacher']:.4f}; bicubic PSNR {m['psnr_bicubic']:.2f} dB, SSIM {m['ssim_bicubic']:.4f}")
+    m, gain = result["mean"], result["teacher_minus_bicubic"]
+    print(f"held-out mean over {result['crops']} crops ({', '.join(result['images'])}; {result['degradation']} "
+          f"degradation): teacher PSNR {m['psnr_teacher']:.2f} dB, HaarPSI {m['haarpsi_teacher']:.4f}; bicubic PSNR "
+          f"{m['psnr_bicubic']:.2f} dB, HaarPSI {m['haarpsi_bicubic']:.4f}")
+    for name, unit in (("psnr", " dB"), ("haarpsi", "")):
+        g = gain[name]
+        print(f"teacher − bicubic {name}: {g['mean']:+.4g}{unit} (95 % CI {g['ci_low']:+.4g} … {g['ci_high']:+.4g}; "
+              f"{g['verdict']})")
     return 0

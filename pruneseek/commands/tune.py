@@ -30,7 +30,8 @@ An interrupted study continues where it stopped when the same command is run aga
 """
 
 #: The metrics of :data:`pruneseek.recovery.METRICS` with their directions, for --help (a test keeps them equal).
-METRIC_HELP = "psnr ↑, ssim ↑, haarpsi ↑, gmsd ↓, l1_teacher ↓, lpips ↓ (LPIPS only with its weights local)"
+METRIC_HELP = ("psnr_teacher ↑, psnr ↑, ssim ↑, haarpsi ↑, gmsd ↓, l1_teacher ↓, lpips ↓ (LPIPS only with its weights "
+               "local); scored on the validation split")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from scipy import special
 
+from pruneseek import recipes
+
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 
@@ -58,6 +60,17 @@ class DegradationConfig:
     gray_noise_prob2: float = 0.4
     jpeg_range: tuple[int, int] = (30, 95)
     jpeg_range2: tuple[int, int] = (30, 95)
+
+
+#: Named degradations (overrides of :class:`DegradationConfig`); defined in :data:`pruneseek.recipes.DEGRADATIONS`.
+PRESETS = recipes.DEGRADATIONS
+
+
+def preset_config(name: str, scale: int = 4) -> DegradationConfig:
+    """The :class:`DegradationConfig` of the named preset (:data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown degradation preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return DegradationConfig(scale=scale, **PRESETS[name])
 
 
 # ----- kernels ------------------------------------------------------------------------------------------

@@ -35,8 +35,11 @@ DATA_SEED = 0
 ANNEAL_FRACTION = recipes.ANNEAL_FRACTION
 #: TinySR Table 2 (DIV2K-Val, 50 % pruning, after training), best first on DISTS (docs/design.md §6).
 PAPER_ORDER = ("tinysr", "tinyfusion", "sensitivity", "bk-sdm", "flux-lite", "random-min", "snapfusion", "shortgpt")
-#: The metric that orders strategies in the summary (HaarPSI: perceptual, weight-free, higher is better).
-KEY_METRIC = "haarpsi"
+#: The metric that orders strategies in the summary: PSNR to the teacher's output (fidelity, what recovery and
+#: retraining distil; higher is better). HR metrics are reported beside it.
+KEY_METRIC = "psnr_teacher"
+#: The baseline every strategy is tested against (a paired difference whose interval excludes zero).
+BASELINE = "random-min"
 
 
 # ----- finished rows, statistics, files ------------------------------------------------------------------------
@@ -79,8 +82,47 @@ def metric_columns(rows: list[dict]) -> list[str]:
     return [f"{m}_{when}" for m in METRICS for when in ("before", "after") if f"{m}_{when}" in present]
 
 
+def crop_table(rows: list[dict], name: str, column: str, seeds: Sequence[int] | None = None):
+    """The ``(seeds, crops)`` table of ``column`` (e.g. ``psnr_teacher_after``) for strategy ``name`` from the rows'
+    per-crop values, seeds in ascending order (only ``seeds`` when given); None when the rows lack them."""
+    import numpy as np
+
+    metric, when = column.rsplit("_", 1)
+    mine = sorted((r for r in rows if r["strategy"] == name and (seeds is None or r["seed"] in seeds)),
+                  key=lambda r: r["seed"])
+    values = [r.get(f"per_crop_{when}", {}).get(metric) for r in mine]
+    if not values or any(v is None for v in values) or len({len(v) for v in values}) != 1:
+        return None
+    return np.asarray(values, dtype=float)
+
+
+def _intervals(rows: list[dict], name: str, col: str, entry: dict) -> None:
+    """Add the 95 % interval of ``col`` (bootstrap over seeds and crops) and the paired difference to
+    :data:`BASELINE` with its verdict to ``entry`` (when the rows carry per-crop values)."""
+    from pruneseek.evaluation import METRICS
+    from pruneseek.stats import paired_difference, two_level, verdict
+
+    table = crop_table(rows, name, col)
+    if table is None:
+        return
+    _, lo, hi = two_level(table)
+    entry["ci95"] = [lo, hi]
+    if name == BASELINE:
+        return
+    seeds = sorted({r["seed"] for r in rows if r["strategy"] == name} & {r["seed"] for r in rows
+                                                                        if r["strategy"] == BASELINE})
+    mine, base = crop_table(rows, name, col, seeds), crop_table(rows, BASELINE, col, seeds)
+    if mine is None or base is None or mine.shape != base.shape:
+        return
+    diff, lo, hi = paired_difference(mine, base)
+    higher = METRICS[col.rsplit("_", 1)[0]][0] == "up"
+    entry[f"vs_{BASELINE}"] = {"diff": diff, "ci95": [lo, hi], "verdict": verdict(lo, hi, higher), "seeds": seeds}
+
+
 def summarise(rows: list[dict]) -> dict[str, Any]:
-    """Per strategy, mean ± sample std (n − 1) over seeds of every metric and cost column."""
+    """Per strategy, mean ± sample std (n − 1) over seeds of every metric and cost column; for the metrics after
+    recovery (and the key metric before) also the 95 % interval over seeds and crops and the paired difference
+    to :data:`BASELINE` with its verdict (:mod:`pruneseek.stats`)."""
     columns = metric_columns(rows) + ["search_seconds", "recovery_seconds", "search_forward_passes",
                                       "search_backward_passes", "num_kept"]
     out: dict[str, Any] = {}
@@ -91,6 +133,8 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
             values = [float(r[col]) for r in mine if r.get(col) is not None]
             if values:
                 entry[col] = {"mean": sum(values) / len(values), "std": _std(values), "n": len(values)}
+                if col.endswith("_after") or col == f"{KEY_METRIC}_before":
+                    _intervals(rows, name, col, entry[col])
         out[name] = entry
     return out
 
@@ -109,8 +153,32 @@ def kendall_tau(order_a: Sequence[str], order_b: Sequence[str]) -> float | None:
     return concordant / pairs
 
 
-def ordering(summary: dict[str, Any]) -> dict[str, Any]:
-    """Strategies ordered by the key metric after recovery, and the agreement with TinySR Table 2's order."""
+def tau_interval(rows: list[dict], names: Sequence[str], col: str, higher: bool) -> list[float] | None:
+    """95 % interval of Kendall's τ between the order of ``names`` by ``col`` and TinySR's, resampling seeds and
+    crops (the same indices for every strategy); None without per-crop values on common seeds."""
+    import numpy as np
+
+    from pruneseek.stats import RESAMPLES, resamples_2d
+
+    names = [n for n in names if n in PAPER_ORDER]
+    seeds = sorted(set.intersection(*({r["seed"] for r in rows if r["strategy"] == n} for n in names))) if names else []
+    tables = [crop_table(rows, n, col, seeds) for n in names]
+    if len(names) < 2 or not seeds or any(t is None for t in tables) or len({t.shape for t in tables}) != 1:
+        return None
+    stack = np.stack(tables)
+    r, c = resamples_2d(*stack.shape[1:], RESAMPLES, seed=1)
+    means = stack[:, r[:, :, None], c[:, None, :]].mean(axis=(2, 3))  # (strategies, resamples)
+    taus = []
+    for k in range(means.shape[1]):
+        order = [names[i] for i in np.argsort(-means[:, k] if higher else means[:, k], kind="stable")]
+        taus.append(kendall_tau(order, PAPER_ORDER))
+    lo, hi = np.quantile(taus, [0.025, 0.975])
+    return [float(lo), float(hi)]
+
+
+def ordering(summary: dict[str, Any], rows: list[dict] | None = None) -> dict[str, Any]:
+    """Strategies ordered by the key metric after recovery, and the agreement with TinySR Table 2's order (with
+    its 95 % interval when ``rows`` carry per-crop values)."""
     from pruneseek.evaluation import METRICS
 
     col = f"{KEY_METRIC}_after"
@@ -119,7 +187,8 @@ def ordering(summary: dict[str, Any]) -> dict[str, Any]:
     order = [name for name, _ in sorted(have, key=lambda t: -t[1] if higher else t[1])]
     return {"metric": col, "order": order, "paper_order": list(PAPER_ORDER),
             "paper_metric": "DISTS after training (TinySR Table 2)",
-            "kendall_tau_vs_paper": kendall_tau(order, PAPER_ORDER)}
+            "kendall_tau_vs_paper": kendall_tau(order, PAPER_ORDER),
+            "kendall_tau_ci95": tau_interval(rows, order, col, higher) if rows else None}
 
 
 CSV_FIXED = ["strategy", "seed", "num_kept", "kept", "search_seconds", "search_forward_passes",
@@ -128,8 +197,8 @@ CSV_FIXED = ["strategy", "seed", "num_kept", "kept", "search_seconds", "search_f
 
 
 def csv_text(rows: list[dict]) -> str:
-    """One line per strategy × seed, then per strategy a ``seed = mean`` and a ``seed = std`` line (sample std
-    over its seeds) for every numeric column."""
+    """One line per strategy × seed, then per strategy the lines ``seed = mean``, ``std`` (sample std over its
+    seeds) and ``ci_low``/``ci_high`` (95 % interval over seeds and crops, metric columns only)."""
     columns = CSV_FIXED + metric_columns(rows) + ["settings_hash"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -139,9 +208,14 @@ def csv_text(rows: list[dict]) -> str:
         flat["kept"] = " ".join(str(i) for i in row["kept"])
         writer.writerow(flat)
     for name, entry in summarise(rows).items():
-        for stat in ("mean", "std"):
+        for stat in ("mean", "std", "ci_low", "ci_high"):
             line = {"strategy": name, "seed": stat}
-            line.update({col: entry[col][stat] for col in columns if isinstance(entry.get(col), dict)})
+            for col in columns:
+                cell = entry.get(col)
+                if isinstance(cell, dict) and stat in ("mean", "std"):
+                    line[col] = cell[stat]
+                elif isinstance(cell, dict) and "ci95" in cell:
+                    line[col] = cell["ci95"][stat == "ci_high"]
             writer.writerow(line)
     return buf.getvalue()
 
@@ -151,7 +225,7 @@ def write_outputs(paths: dict[str, Path], doc: dict[str, Any], rows: list[dict])
 
     doc["rows"] = rows
     doc["summary"] = summarise(rows)
-    doc["ordering"] = ordering(doc["summary"])
+    doc["ordering"] = ordering(doc["summary"], rows)
     doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     atomic_write_json(paths["json"], doc)
     atomic_write_text(paths["csv"], csv_text(rows))
@@ -179,18 +253,18 @@ class RowContext:
 
 
 def row_context(teacher, preset, budget: Budget, perceptual, digest: str, masks_dir: Path, quick: bool = False,
-                progress: bool = True, mini: bool = True) -> RowContext:
-    """The :class:`RowContext` of a comparison or a tuning study: calibration data checked finite, held-out set."""
+                progress: bool = True, mini: bool = True, split: str = "held_out") -> RowContext:
+    """The :class:`RowContext` of a comparison (scored on the held-out split) or a tuning study (on the
+    validation split, since it selects): calibration data checked finite, evaluation set."""
     from pruneseek.evaluation import eval_set
-    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
+    from pruneseek.latents import calibration_latents, check_finite, select_images, target_pairs
 
-    spec = PairSpec(images=as_tuple(select_images("train")), count=budget.crops, hr_size=budget.crop_size,
-                    seed=DATA_SEED)
+    spec = target_pairs(teacher, select_images("train"), budget.crops, budget.crop_size, DATA_SEED)
     data = calibration_latents(teacher, spec, progress=progress)
     for key in ("z_lr", "z_tea"):
         check_finite(key, data[key])
-    return RowContext(teacher, preset, data, perceptual, eval_set(teacher, budget.eval_crop, budget.eval_seeds),
-                      budget, digest, masks_dir, quick, progress, mini)
+    scored_on = eval_set(teacher, budget.eval_crop, budget.eval_seeds, per_image=budget.eval_per_image, split=split)
+    return RowContext(teacher, preset, data, perceptual, scored_on, budget, digest, masks_dir, quick, progress, mini)
 
 
 def _search(name: str, seed: int, ctx: RowContext, overrides: dict[str, Any] | None):
@@ -199,7 +273,7 @@ def _search(name: str, seed: int, ctx: RowContext, overrides: dict[str, Any] | N
 
     import torch
 
-    from pruneseek.experiment.strategy import build_strategy
+    from pruneseek.experiment.strategy import build_strategy, candidate_scorer
     from pruneseek.sr_problem import sr_search_problem
 
     b, preset = ctx.budget, ctx.preset
@@ -208,6 +282,7 @@ def _search(name: str, seed: int, ctx: RowContext, overrides: dict[str, Any] | N
     problem = sr_search_problem(searched, ctx.data, preset.space, b.search_steps, b.batch, seed, ctx.perceptual,
                                 topology=preset.topology, k=preset.transfer_k or 1)
     problem.progress = False  # one line per row is the comparison's progress report
+    problem.candidate_score = candidate_scorer(ctx.teacher, ctx.data, ctx.perceptual, b.batch, b.lr, ctx.quick)
     torch.manual_seed(seed)
     started = time.perf_counter()
     result = strategy.search(problem, seed=seed)
@@ -254,6 +329,7 @@ def run_row(name: str, seed: int, ctx: RowContext, overrides: dict[str, Any] | N
     for when, ev in (("before", before), ("after", after)):
         for metric, value in ev["metrics"].items():
             row[f"{metric}_{when}"] = value
+        row[f"per_crop_{when}"] = {m: [round(r[m], 6) for r in ev["rows"]] for m in ev["metrics"]}
     if getattr(result, "scores", None) is not None:
         row["scores"] = result.scores
     if getattr(result, "trajectory", None):
@@ -263,7 +339,8 @@ def run_row(name: str, seed: int, ctx: RowContext, overrides: dict[str, Any] | N
 
 # ----- the comparison ----------------------------------------------------------------------------------------------
 
-def comparison_settings(teacher, source, preset, b: Budget, quick: bool, perceptual_note: str) -> dict[str, Any]:
+def comparison_settings(teacher, source, preset, b: Budget, quick: bool, perceptual_note: str,
+                        split: str = "held_out") -> dict[str, Any]:
     """Everything a row's numbers depend on besides strategy and seed (hashed to match finished rows)."""
     from pruneseek.latents import select_images
     from pruneseek.losses import lpips_status
@@ -272,13 +349,14 @@ def comparison_settings(teacher, source, preset, b: Budget, quick: bool, percept
     return {
         "model": teacher.name, "weights_sha256": source.weights_fingerprint(), "preset": preset.name,
         "data": {"images": [p.name for p in select_images("train")], "crops": b.crops, "crop_size": b.crop_size,
-                 "seed": DATA_SEED},
+                 "seed": DATA_SEED, "degradation": teacher.degradation},
         "search": {"steps": b.search_steps, "batch": b.batch,
                    "strategy_overrides": recipes.QUICK_STRATEGY_SETTINGS if quick else {}},
         "recovery": {"steps": b.recovery_steps, "batch": b.batch, "lr": b.lr, "weight_decay": r["weight_decay"],
                      "clip_norm": r["clip_norm"], "lambda_l1": r["lambda_l1"],
                      "lambda_perceptual": r["lambda_perceptual"], "anneal_fraction": ANNEAL_FRACTION},
-        "eval": {"crop": b.eval_crop, "seeds": list(b.eval_seeds), "tile": recipes.EVAL["tile"]},
+        "eval": {"split": split, "images": [p.name for p in select_images(split)], "crop": b.eval_crop,
+                 "seeds": list(b.eval_seeds), "per_image": b.eval_per_image, "tile": recipes.EVAL["tile"]},
         "perceptual": "lpips" if perceptual_note.startswith("LPIPS") else "gmsd",
         "lpips_metric": lpips_status()[0],
     }
@@ -287,23 +365,36 @@ def comparison_settings(teacher, source, preset, b: Budget, quick: bool, percept
 def summary_lines(rows: list[dict]) -> list[str]:
     """Strategies best first by the key metric after recovery, and the agreement with TinySR's order."""
     summary = summarise(rows)
-    order = ordering(summary)
-    lines = []
+    order = ordering(summary, rows)
+    lines = [f"after recovery, mean [95 % CI over seeds and crops]; vs {BASELINE}: paired difference, 'tie' when "
+             "its interval contains 0"]
     for name in order["order"]:
         s = summary[name]
-        cells = [f"{m} {s[m]['mean']:.4g} ± {s[m]['std']:.2g}"
-                 for m in (f"{KEY_METRIC}_after", "psnr_after", "l1_teacher_after") if m in s]
+        cells = [_cell(m, s[m]) for m in (f"{KEY_METRIC}_after", "psnr_after", "haarpsi_after") if m in s]
         lines.append(f"  {name:<12} {', '.join(cells)} (n={len(s['seeds'])})")
-    if order["kendall_tau_vs_paper"] is not None:
-        lines.append(f"ordering by {order['metric']} vs TinySR Table 2: Kendall τ = {order['kendall_tau_vs_paper']:+.2f}")
+    tau = order["kendall_tau_vs_paper"]
+    if tau is not None:
+        ci = order.get("kendall_tau_ci95")
+        lines.append(f"ordering by {order['metric']} vs TinySR Table 2: Kendall τ = {tau:+.2f}"
+                     + (f" [95 % CI {ci[0]:+.2f} … {ci[1]:+.2f}]" if ci else ""))
     return lines
+
+
+def _cell(column: str, stat: dict) -> str:
+    text = f"{column.rsplit('_', 1)[0]} {stat['mean']:.4g}"
+    if "ci95" in stat:
+        text += f" [{stat['ci95'][0]:.4g}, {stat['ci95'][1]:.4g}]"
+    vs = stat.get(f"vs_{BASELINE}")
+    if vs is not None and column == f"{KEY_METRIC}_after":
+        text += f" ({vs['verdict']}: {vs['diff']:+.3g} [{vs['ci95'][0]:+.3g}, {vs['ci95'][1]:+.3g}])"
+    return text
 
 
 def row_line(i: int, total: int, row: dict, seconds: float) -> str:
     k = KEY_METRIC
     return (f"[{i}/{total}] {row['strategy']} seed {row['seed']}: kept {row['kept']}; "
             f"PSNR {row['psnr_before']:.2f} → {row['psnr_after']:.2f} dB, "
-            f"{k} {row[f'{k}_before']:.4f} → {row[f'{k}_after']:.4f}; "
+            f"{k} {row[f'{k}_before']:.2f} → {row[f'{k}_after']:.2f} dB; "
             f"search {row['search_seconds']:.1f} s, recovery {row['recovery_seconds']:.1f} s, {seconds:.1f} s in all")
 
 
@@ -356,7 +447,7 @@ def run_comparison(settings: CompareSettings, report: Callable[[str], None] = pr
            "lpips": "LPIPS computed" if lpips_ok else f"LPIPS not computed: {lpips_why}"}
     report(f"target: {teacher.name}; space: {preset.name} ({preset.space.describe()}); loss: L1 + {note}")
     report(f"budget: search {b.search_steps} steps (learned), recovery {b.recovery_steps} steps, batch {b.batch}, "
-           f"{b.crops} crops of {b.crop_size} px; held-out {b.eval_crop} px crops × {len(b.eval_seeds)} degradations; "
+           f"{b.crops} crops of {b.crop_size} px; held-out {b.eval_crop} px grid crops × {len(b.eval_seeds)} degradations; "
            f"settings {digest}")
     report(f"rows: {len(done & {(n, s) for n in names for s in b.seeds})} finished and reused, {len(todo)} to run")
     write_outputs(paths, doc, rows)

@@ -284,7 +284,7 @@ def _lora_targets(student, real: bool) -> list[str]:
 def _load(s: RetrainSettings, record: dict, report: Callable[[str], None]):
     """Teacher, student (the export), the calibration latents and the data spec; the export's source is checked
     against the teacher."""
-    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
+    from pruneseek.latents import calibration_latents, check_finite, select_images, target_pairs
 
     teacher = s.source.load()
     made_from = record["source"]
@@ -295,7 +295,7 @@ def _load(s: RetrainSettings, record: dict, report: Callable[[str], None]):
     student = load_pruned(Path(s.pruned), s.source, latent=teacher, merge_lora=s.lora_format == "merged")
     report(f"teacher: {teacher.name} ({teacher.num_layers} layers); student: {s.pruned} ({student.num_layers} "
            f"layers); stage {s.stage}")
-    spec = PairSpec(images=as_tuple(select_images("train", s.data)), count=s.crops, hr_size=s.crop_size, seed=s.seed)
+    spec = target_pairs(teacher, select_images("train", s.data), s.crops, s.crop_size, s.seed)
     data = calibration_latents(teacher, spec, progress=s.progress)
     for key in ("z_lr", "z_tea"):
         check_finite(key, data[key])

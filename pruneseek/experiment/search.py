@@ -4,7 +4,8 @@
 loads the target (:class:`~pruneseek.targets.load.TargetSource`), resolves the search space, builds the
 calibration data and the :class:`~pruneseek.strategies.base.SearchProblem`, runs the strategy (with exact
 resume and data parallelism for the learned strategies) and writes ``mask.json``, ``summary.json`` and
-``loss.png``. It returns a :class:`SearchOutcome`; the command prints it.
+``loss.png``. It returns a :class:`SearchOutcome`; the command prints it. :func:`run_seeds_experiment` runs it
+once per seed (``--seeds N``) and writes the majority decision over the seeds (docs/design.md §4.8).
 """
 from __future__ import annotations
 
@@ -121,12 +122,16 @@ def output_folder(settings: SearchSettings, target, preset, strategy) -> tuple[P
     return out, out / "checkpoint"
 
 
-def build_search(settings: SearchSettings, parallel, report: Callable[[str], None] = print):
-    """Target, space, strategy, calibration data and problem of a search (checked before any training)."""
+def build_search(settings: SearchSettings, parallel, report: Callable[[str], None] = print, place=None):
+    """Target, space, strategy, calibration data and problem of a search (checked before any training).
+
+    ``place(settings, target, preset, strategy) -> (output folder, checkpoint folder)`` replaces :func:`output_folder`
+    (``--seeds`` puts each seed's search in a subfolder).
+    """
     import torch
 
-    from pruneseek.experiment.strategy import build_strategy
-    from pruneseek.latents import PairSpec, as_tuple, calibration_latents, check_finite, select_images
+    from pruneseek.experiment.strategy import build_strategy, candidate_scorer
+    from pruneseek.latents import calibration_latents, check_finite, select_images, target_pairs
     from pruneseek.losses import perceptual_loss
     from pruneseek.sr_problem import sr_search_problem
 
@@ -139,12 +144,12 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
                               ema_decay=settings.ema_decay)
     check_parallel_and_resume(settings, strategy, parallel.world)
     perceptual, note = perceptual_loss(settings.perceptual)
-    out, folder = output_folder(settings, target, preset, strategy)
+    out, folder = (place or output_folder)(settings, target, preset, strategy)
     outcome = SearchOutcome(target, preset, strategy, note, out)
     report(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
     report(f"strategy: {strategy.name}; loss: L1 to the teacher's latent + {note}")
-    spec = PairSpec(images=as_tuple(select_images("train", settings.data)), count=settings.crops,
-                    hr_size=settings.crop_size, seed=settings.seed)
+    spec = target_pairs(target, select_images("train", settings.data), settings.crops, settings.crop_size,
+                        settings.seed)
     data = calibration_latents(target, spec, progress=settings.progress and parallel.is_main)
     for key in ("z_lr", "z_tea"):
         check_finite(key, data[key])
@@ -152,6 +157,7 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
                                 topology=preset.topology, k=preset.transfer_k or 1)
     problem.parallel = parallel if parallel.active else None
     problem.progress = settings.progress and parallel.is_main
+    problem.candidate_score = candidate_scorer(target, data, perceptual)
     if settings.checkpoint_every or settings.resume is not None:
         from pruneseek.engine import Checkpointing
 
@@ -193,13 +199,15 @@ def search_summary(outcome: SearchOutcome, settings: SearchSettings, spec, secon
     return summary
 
 
-def run_search_experiment(settings: SearchSettings, parallel, report: Callable[[str], None] = print) -> SearchOutcome:
-    """Run the search of ``settings`` and write its outputs (rank 0 only); see the module docstring."""
+def run_search_experiment(settings: SearchSettings, parallel, report: Callable[[str], None] = print,
+                          place=None) -> SearchOutcome:
+    """Run the search of ``settings`` and write its outputs (rank 0 only); see the module docstring.
+    ``place`` as for :func:`build_search`."""
     from pruneseek.experiment.plots import plot_loss
     from pruneseek.io import atomic_write_json
 
     started = time.perf_counter()
-    outcome, problem, spec = build_search(settings, parallel, report)
+    outcome, problem, spec = build_search(settings, parallel, report, place)
     result = outcome.strategy.search(problem, seed=settings.seed)
     if not parallel.is_main:
         return outcome
@@ -214,4 +222,130 @@ def run_search_experiment(settings: SearchSettings, parallel, report: Callable[[
     atomic_write_json(outcome.out / "summary.json", outcome.summary)
     plot_loss(result.loss_history, outcome.out / "loss.png",
               f"{outcome.strategy.name} on {outcome.target.name}, {outcome.preset.name}, seed {settings.seed}")
+    return outcome
+
+
+@dataclass
+class SeedsOutcome:
+    """What ``pruneseek search --seeds N`` produced: each seed's search and the majority decision over them."""
+
+    out: Path
+    seeds: list[int]
+    outcomes: list[SearchOutcome]
+    mask: Any = None
+    keep_frequency: tuple[float, ...] = ()
+    kept_by_all: list[int] = field(default_factory=list)
+    dropped_by_all: list[int] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    mask_path: Path | None = None
+    notes: str | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.keep_frequency)
+
+    @property
+    def agree_all(self) -> int:
+        """Layers on which every seed agrees (all kept or all dropped)."""
+        return len(self.kept_by_all) + len(self.dropped_by_all)
+
+
+def check_seeds(settings: SearchSettings, seeds: list[int], processes: int) -> None:
+    """Refuse what ``--seeds`` cannot combine with (before any work): an empty list, --resume and --nproc."""
+    if not seeds:
+        raise PruneseekError("--seeds needs at least one seed")
+    if len(seeds) > 1 and settings.resume is not None:
+        raise PruneseekError(
+            "--resume continues one interrupted search and cannot be combined with --seeds; resume a seed's own "
+            "folder (OUT/seed-K) with --seed K and without --seeds, then run --seeds again for the majority")
+    if len(seeds) > 1 and processes > 1:
+        raise PruneseekError(
+            "--seeds runs its searches one after another in one process and cannot be combined with --nproc; "
+            "drop --nproc, or run each seed on its own with --nproc and --seed K")
+
+
+def majority_space(preset, outcomes: list[SearchOutcome]):
+    """``(space for the majority, transfer record or None, note or None)``: the preset's transfer space when the
+    searches used transfers, else its block space when every seed's mask lies in it, else the full space."""
+    from pruneseek.spaces import BlockSpace, TransferSpace
+
+    masks = [o.result.mask for o in outcomes]
+    kept = {sum(m) for m in masks}
+    if len(kept) != 1:
+        raise PruneseekError(f"the seeds' masks keep different numbers of layers ({sorted(kept)}); "
+                             "a majority needs one kept count")
+    if any(o.result.transfer is not None for o in outcomes):
+        transfer = {"k": preset.transfer_k or 1, "topology": preset.topology}
+        return TransferSpace(preset.space, transfer["k"], transfer["topology"]), transfer, None
+    if all(preset.space.contains(m) for m in masks):
+        return preset.space, None, None
+    num_layers, num_kept = len(masks[0]), kept.pop()
+    note = (f"some seeds chose masks outside the block space of {preset.name} ({preset.space.describe()}); "
+            f"the majority is taken in the full space C({num_layers}, {num_kept})")
+    return BlockSpace.full(num_layers, num_kept), None, note
+
+
+def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
+                         report: Callable[[str], None] = print) -> SeedsOutcome:
+    """``pruneseek search --seeds N``: one ordinary search per seed, each in ``<out>/seed-<k>/`` (its own
+    mask.json, summary.json and loss.png), then the majority decision
+    (:func:`~pruneseek.experiment.majority.majority_mask`) as ``<out>/mask.json`` and ``<out>/summary.json``.
+    ``settings.seed`` is ignored (the seeds are ``seeds``); ``settings.out`` is the folder of the whole run
+    (default: the single-seed name of the first seed with ``-seeds<N>`` added)."""
+    import dataclasses
+
+    from pruneseek.experiment.majority import agreement, majority_mask
+    from pruneseek.io import atomic_write_json
+    from pruneseek.maskfile import MaskFile
+
+    check_seeds(settings, seeds, parallel.world)
+    started = time.perf_counter()
+    root: list[Path] = []
+
+    def place(seed_settings, target, preset, strategy):
+        if not root:
+            first = dataclasses.replace(seed_settings, seed=seeds[0], out=None)
+            default, _ = output_folder(first, target, preset, strategy)
+            root.append(settings.out or default.with_name(f"{default.name}-seeds{len(seeds)}"))
+        out = root[0] / f"seed-{seed_settings.seed}"
+        return out, out / "checkpoint"
+
+    outcomes = []
+    for i, seed in enumerate(seeds):
+        report(f"search {i + 1} of {len(seeds)}: seed {seed}")
+        outcomes.append(run_search_experiment(dataclasses.replace(settings, seed=seed, out=None), parallel, report,
+                                              place))
+    first = outcomes[0]
+    outcome = SeedsOutcome(out=root[0], seeds=list(seeds), outcomes=outcomes)
+    masks = [list(o.result.mask) for o in outcomes]
+    space, transfer, outcome.notes = majority_space(first.preset, outcomes)
+    majority, outcome.keep_frequency = majority_mask(masks, space)
+    outcome.kept_by_all, outcome.dropped_by_all = agreement(masks)
+    block_space = getattr(space, "space", space)
+    in_preset = block_space is first.preset.space
+    notes = f"majority decision over seeds {list(seeds)} (docs/design.md §4.8)"
+    mask = MaskFile.from_mask(
+        majority, model_name=first.target.name, strategy_name=first.strategy.name, settings=first.result.settings,
+        space=block_space, preset=first.preset.name if in_preset else None, transfer=transfer,
+        marginals=outcome.keep_frequency, seed=seeds[0], steps=first.result.steps,
+        metrics={"seeds": list(seeds), "per_seed_masks": masks, "agree_all": outcome.agree_all,
+                 "kept_by_all": outcome.kept_by_all, "dropped_by_all": outcome.dropped_by_all},
+        notes=f"{notes}; {outcome.notes}" if outcome.notes else notes,
+    )
+    outcome.mask = mask
+    outcome.mask_path = mask.save(outcome.out / "mask.json")
+    kept = [i for i, v in enumerate(majority) if v]
+    outcome.summary = {
+        "mask_file": str(outcome.mask_path), "model": first.target.name, "num_layers": first.target.num_layers,
+        "strategy": first.strategy.name, "space": first.preset.name, "decision": "majority over seeds",
+        "seeds": list(seeds), "kept": kept, "dropped": [i for i, v in enumerate(majority) if not v],
+        "keep_frequency": list(outcome.keep_frequency), "agree_all": outcome.agree_all,
+        "kept_by_all": outcome.kept_by_all, "dropped_by_all": outcome.dropped_by_all,
+        "per_seed": [{"seed": s, "folder": str(o.out), "mask_file": str(o.mask_path), "kept": o.result.kept,
+                      "mask": m} for s, o, m in zip(seeds, outcomes, masks)],
+        "per_seed_masks": masks, "seconds": time.perf_counter() - started,
+    }
+    if outcome.notes:
+        outcome.summary["notes"] = outcome.notes
+    atomic_write_json(outcome.out / "summary.json", outcome.summary)
     return outcome

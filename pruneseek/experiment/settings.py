@@ -54,6 +54,8 @@ class Budget:
     eval_seeds: tuple[int, ...]
     seeds: tuple[int, ...]
     lr: float
+    #: At most this many held-out squares per photograph (None: all of the grid).
+    eval_per_image: int | None = None
 
     @classmethod
     def preset(cls, quick: bool = False, **overrides: Any) -> "Budget":
@@ -99,7 +101,7 @@ class TuneSettings:
     trials: int = 20
     storage: str | None = None
     study: str | None = None
-    metric: str = "haarpsi"
+    metric: str = "psnr_teacher"
     seed: int = 0
     quick: bool = False
     out: Path = Path("results")

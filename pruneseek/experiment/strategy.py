@@ -45,6 +45,8 @@ def strategy_settings(strategy: str, steps: int, *, mini: bool = True, rule: str
         raise StrategyError(f"--ema-decay must lie in [0, 1), got {settings['ema_decay']}")
     if quick:
         settings.update(_quick(defaults))
+        if "rule_settings" in defaults:
+            settings["rule_settings"] = {**settings.get("rule_settings", {}), **recipes.QUICK_STRATEGY_SETTINGS}
         if "select_settings" in defaults:
             select = strategy_class(settings.get("select", defaults["select"]))
             settings["select_settings"] = {**settings.get("select_settings", {}), **_quick(select.defaults)}
@@ -60,3 +62,23 @@ def build_strategy(strategy: str, steps: int, *, quick: bool = False, overrides:
     """The strategy as :func:`strategy_settings` sets it up, with ``overrides`` (e.g. tuned settings) on top."""
     name, settings = strategy_settings(strategy, steps, quick=quick, **flags)
     return get_strategy(name, **{**settings, **(overrides or {})})
+
+
+def candidate_scorer(teacher, data: dict, perceptual, batch: int = recipes.RECOVERY["batch"],
+                     lr: float = recipes.RECOVERY["lr"], quick: bool = False):
+    """The ``candidate_score`` of a search problem (strategies that race masks): short recoveries of ``teacher``
+    on ``data``, scored on the validation split (:data:`pruneseek.recipes.RACE`; one crop per photograph with
+    ``quick``). The validation set is built at the first call, so runs that never score pay nothing."""
+    from pruneseek.evaluation import eval_set
+    from pruneseek.recovery import recovery_scorer
+
+    r, made = recipes.RACE, {}
+
+    def score(mask, steps: int, seed: int):
+        if "fn" not in made:
+            crop, per_image = (64, 1) if quick else (r["eval_crop"], r["eval_per_image"])
+            scored_on = eval_set(teacher, crop, r["eval_seeds"], per_image=per_image, split="validation")
+            made["fn"] = recovery_scorer(teacher, data, perceptual, scored_on, batch, lr)
+        return made["fn"](mask, steps, seed)
+
+    return score

@@ -1,7 +1,7 @@
 """Tuning a strategy as a library: an optuna study whose trials are comparison rows.
 
 Each trial is one row of the comparison (:func:`pruneseek.experiment.compare.run_row`: the same calibration
-data, search, fair recovery and held-out evaluation, one seed) with the strategy's settings that the trial
+data, search, fair recovery and evaluation on the validation split, one seed) with the strategy's settings that the trial
 suggests (:data:`pruneseek.tuning.TUNABLE`) on top of the comparison's; its value is the chosen metric after
 recovery. The study is stored in a database (:mod:`pruneseek.tuning`: SQLite under the output folder by
 default, any SQLAlchemy URL otherwise), so a rerun continues it — ``trials`` is the number of COMPLETE trials
@@ -150,7 +150,7 @@ class TuningRun:
                     f"{states[TrialState.FAIL]} failed, {states[TrialState.RUNNING]} running, "
                     f"{states[TrialState.WAITING]} queued); {s.trials} complete wanted: {todo} to run")
         self.report(f"budget: search {b.search_steps} steps (learned), recovery {b.recovery_steps} steps, batch "
-                    f"{b.batch}, {b.crops} crops of {b.crop_size} px; held-out {b.eval_crop} px crops × "
+                    f"{b.batch}, {b.crops} crops of {b.crop_size} px; validation {b.eval_crop} px grid crops × "
                     f"{len(b.eval_seeds)} degradations; seed {s.seed}")
         self.report("ranges: " + "; ".join(f"{k} {v}" for k, v in self.fixed["ranges"].items()))
         return todo
@@ -219,7 +219,8 @@ class TuningRun:
 
         s, ran = self.settings, []
         ctx = row_context(self.teacher, self.preset, s.budget, self.perceptual, settings_hash(self.fixed),
-                          s.out / safe_stem(self.name), s.quick, s.progress, mini=not s.source.is_real)
+                          s.out / safe_stem(self.name), s.quick, s.progress, mini=not s.source.is_real,
+                          split="validation")
         callbacks = [self.on_trial, optuna.study.MaxTrialsCallback(s.trials, states=(TrialState.COMPLETE,))]
         try:
             with warnings.catch_warnings():
@@ -320,7 +321,7 @@ def open_tuning(s: TuneSettings, report: Callable[[str], None] = print) -> Tunin
         "strategy": s.strategy, "model": teacher.name, "ratio": f"{float(preset.space.ratio):.2g}",
         "metric": s.metric, "direction": direction, "seed": s.seed, "quick": bool(s.quick),
         "ranges": describe_space(s.strategy, limit),
-        "protocol": comparison_settings(teacher, s.source, preset, s.budget, s.quick, note),
+        "protocol": comparison_settings(teacher, s.source, preset, s.budget, s.quick, note, split="validation"),
     }
     name = s.study or study_name(s.strategy, teacher.name, preset.space.ratio)
     if s.storage:

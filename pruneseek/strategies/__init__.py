@@ -1,7 +1,8 @@
 """Depth-pruning strategies behind one interface and one registry (docs/design.md §6).
 
 Learned: ``tinyfusion``, ``tinysr``. Rule-based baselines: ``random-min``, ``shortgpt``, ``flux-lite``,
-``sensitivity``, ``snapfusion``, ``bk-sdm``, ``optuna-tpe``; ``annealing`` (PocketSR) takes the mask of a
+``sensitivity``, ``snapfusion``, ``bk-sdm``, ``optuna-tpe``; ``race`` (pruneseek's own: successive halving over
+candidate masks scored after short recoveries on the validation split); ``annealing`` (PocketSR) takes the mask of a
 rule-based strategy and declares an annealed removal for the recovery training. Bundled presets of
 every strategy's settings live in ``strategies/*.toml`` (:mod:`pruneseek.strategies.presets`).
 
@@ -25,6 +26,7 @@ from pruneseek.strategies import (  # noqa: F401 (each module registers its stra
     bk_sdm,
     optuna_tpe,
     annealing,
+    race,
 )
 
 __all__ = [

@@ -64,6 +64,10 @@ class SearchProblem:
     lora_targets: Sequence[str] | None = None
     #: Show progress bars (a display option of the run, not a strategy setting).
     progress: bool = True
+    #: ``score(mask, steps, seed) -> (value, cost)``: recover ``mask`` for ``steps`` steps and score it on the
+    #: validation split (higher is better; ``cost`` holds forward/backward passes). Supplied by the experiment
+    #: layer (:func:`pruneseek.recovery.recovery_scorer`) for strategies that race masks (``race``).
+    candidate_score: Callable[[Any, int, int], tuple[float, dict]] | None = None
 
 
 class Strategy:

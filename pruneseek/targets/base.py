@@ -37,6 +37,9 @@ class SRTarget:
     decoder: Any
     lora_targets: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    #: The degradation preset (:data:`pruneseek.data.degrade.PRESETS`) of the LR inputs this target is
+    #: calibrated, recovered and evaluated on: Real-ESRGAN's for TSD-SR, the testbed's for tsdsr-mini.
+    degradation: str = "realesrgan"
 
     def __post_init__(self) -> None:
         self.stack: MaskedStack = sd3_stack(self.transformer)

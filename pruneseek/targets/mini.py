@@ -90,6 +90,7 @@ def mini_target(transformer, prompt: torch.Tensor, pooled: torch.Tensor, info: d
         # target names (targets/tsdsr.py) apply to the real model
         lora_targets=linear_targets(transformer, transformer.transformer_blocks),
         info=info or {},
+        degradation="testbed",
     )
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from pruneseek.data import (
     HELD_OUT,
+    VALIDATION,
     TRAIN,
     DataError,
     DegradationConfig,
@@ -99,14 +100,53 @@ def test_pairs_are_deterministic_per_seed_and_index():
 
 
 def test_builtin_split_is_fixed_disjoint_and_present():
-    assert set(TRAIN).isdisjoint(HELD_OUT) and len(HELD_OUT) == 3 and len(TRAIN) == 14
-    assert "motorcycle_left" in TRAIN and "motorcycle_right" not in TRAIN + HELD_OUT  # stereo twins stay apart
-    for split in ("train", "held_out"):
+    assert len(HELD_OUT) == 4 and len(VALIDATION) == 2 and len(TRAIN) == 13
+    assert not (set(TRAIN) & set(HELD_OUT)) and not (set(TRAIN) & set(VALIDATION)) and not (set(HELD_OUT) & set(VALIDATION))
+    assert "motorcycle_left" in TRAIN and "motorcycle_right" not in TRAIN + HELD_OUT + VALIDATION  # stereo twins apart
+    for split in ("train", "validation", "held_out"):
         for name, path in builtin_images(split):
             assert path.is_file(), name
-    assert len(builtin_images("all")) == 18
+    assert len(builtin_images("all")) == 20
     with pytest.raises(DataError, match="unknown split"):
         builtin_images("test")
+
+
+def _thumbnail(path) -> torch.Tensor:
+    """An 8 × 8 gray, zero-mean, unit-norm thumbnail of the whole image (for near-duplicate checks)."""
+    import torch.nn.functional as F
+
+    thumb = F.interpolate(load_image(path).mean(0, keepdim=True)[None], size=(8, 8), mode="area").flatten()
+    thumb = thumb - thumb.mean()
+    return thumb / thumb.norm()
+
+
+def test_no_split_shares_content_with_another():
+    """No held-out or validation photograph is a near copy of a training one (a stereo twin is; the check finds it)."""
+    from pruneseek.data.builtin import builtin_path
+
+    train = {name: _thumbnail(path) for name, path in builtin_images("train")}
+    twin = _thumbnail(builtin_path("motorcycle_right"))
+    twin_similarity = max(float(t @ twin) for t in train.values())
+    assert twin_similarity > 0.9  # the excluded twin of motorcycle_left is caught, so the check has teeth
+    for split in ("held_out", "validation"):
+        for name, path in builtin_images(split):
+            thumb = _thumbnail(path)
+            closest = max(train, key=lambda n: float(train[n] @ thumb))
+            assert float(train[closest] @ thumb) < 0.8, (name, closest)
+
+
+def test_held_out_set_has_at_least_100_crops_and_validation_is_apart():
+    from pruneseek import recipes
+    from pruneseek.evaluation import grid_crops, held_out_crops
+
+    counts = {name: len(grid_crops(load_image(path), recipes.EVAL["crop"])) for name, path in builtin_images("held_out")}
+    assert sum(counts.values()) * len(recipes.EVAL["seeds"]) >= 100 and min(counts.values()) >= 1
+    items = held_out_crops(64, (0,), 64, split="validation", per_image=2, degradation="testbed")
+    assert {i["image"] for i in items} == set(VALIDATION) and len(items) == 4
+    assert items[0]["hr"].shape == (1, 3, 64, 64) and items[0]["up"].shape == (1, 3, 64, 64)
+    again = held_out_crops(64, (0,), 64, split="validation", per_image=2, degradation="testbed")
+    assert all(torch.equal(a["up"], b["up"]) for a, b in zip(items, again))  # seeded per (seed, crop)
+    assert not torch.equal(items[0]["up"], items[1]["up"])
 
 
 def test_folder_errors(tmp_path):
