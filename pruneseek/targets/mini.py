@@ -10,8 +10,11 @@ values kept in [−1, 1]. It is exact and weight-free, so the teacher's whole ca
 transformer and every latent L1 is an L1 on pixels, rearranged. The transformer's patch size 2 then
 makes one token per 8×8 pixels, as SD3's VAE + patchify makes one token per 16×16.
 
-The committed weights (``pruneseek/weights/tsdsr-mini.safetensors``) are produced by
-``pruneseek teacher train``; the file's metadata records the command, seed, steps and losses.
+The committed weights (``pruneseek/weights/tsdsr-mini.safetensors``, v2) are produced by
+``pruneseek teacher train``; the file's metadata records the command, seed, steps, losses and the degradation
+preset it was trained on, which the loaded target then uses (docs/design.md §7.6). The first teacher
+(``tsdsr-mini-v1.safetensors``, trained on the Real-ESRGAN pipeline) stays bundled so its results reproduce
+(``--weights``).
 """
 from __future__ import annotations
 
@@ -78,7 +81,9 @@ def build_mini(seed: int = 0):
     return transformer, prompt, pooled
 
 
-def mini_target(transformer, prompt: torch.Tensor, pooled: torch.Tensor, info: dict | None = None) -> SRTarget:
+def mini_target(transformer, prompt: torch.Tensor, pooled: torch.Tensor, info: dict | None = None,
+                degradation: str = "testbed") -> SRTarget:
+    """tsdsr-mini as an :class:`SRTarget`; ``degradation`` is the preset its weights were trained on."""
     return SRTarget(
         name="tsdsr-mini",
         transformer=transformer,
@@ -90,7 +95,7 @@ def mini_target(transformer, prompt: torch.Tensor, pooled: torch.Tensor, info: d
         # target names (targets/tsdsr.py) apply to the real model
         lora_targets=linear_targets(transformer, transformer.transformer_blocks),
         info=info or {},
-        degradation="testbed",
+        degradation=degradation,
     )
 
 
@@ -143,4 +148,6 @@ def load_mini(path: str | Path | None = None, device: str = "cpu") -> SRTarget:
     info = {"weights": str(path), "record": json.loads(metadata.get("record", "{}"))}
     prompt = tensors["prompt_embeds"].float().to(device)
     pooled = tensors["pooled_embeds"].float().to(device)
-    return mini_target(transformer, prompt, pooled, info)
+    # weights trained before the testbed preset existed (v1) record no degradation: they were trained on Real-ESRGAN's
+    degradation = info["record"].get("config", {}).get("degradation", "realesrgan")
+    return mini_target(transformer, prompt, pooled, info, degradation)
