@@ -63,8 +63,9 @@ def ema_decay_for(steps: int) -> float:
 #: The fair recovery protocol (:mod:`pruneseek.recovery`): budget and optimiser, the same for every strategy.
 #: lr measured on tsdsr-mini (24 → 12): 3e-4 brings HaarPSI back to the teacher's within 100 steps; 1e-4 did
 #: not within 300.
-RECOVERY: dict[str, Any] = {"steps": 200, "batch": 4, "lr": 3e-4, "weight_decay": 0.0, "clip_norm": 1.0,
-                            "lambda_l1": 1.0, "lambda_perceptual": 1.0, "max_nonfinite": 10}
+RECOVERY: dict[str, Any] = {"steps": 200, "batch": 4, "lr": 1e-3, "weight_decay": 0.0, "clip_norm": 1.0,
+                            "lambda_l1": 1.0, "lambda_perceptual": 1.0, "max_nonfinite": 10,
+                            "schedule": "cosine"}
 
 #: The comparison's budget (``pruneseek compare``): the full one and ``--quick``. The full budget is sized so
 #: that all 10 strategies × 3 seeds finish in about 35 minutes on 2 CPU cores (measured per-step times: learned

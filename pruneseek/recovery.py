@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import torch
 
 from pruneseek import recipes
-from pruneseek.engine.schedules import anneal_sigma
+from pruneseek.engine.schedules import anneal_sigma, cosine
 from pruneseek.errors import RecoveryError
 from pruneseek.mask import Mask
 from pruneseek.training import Trainer, endless, run_steps
@@ -69,6 +69,8 @@ class RecoveryConfig:
     #: PocketSR online annealing length T (0: cut the dropped blocks at once); part of ``steps``.
     anneal_steps: int = 0
     progress: bool = False
+    #: Learning-rate schedule: "cosine" (lr → 0 over ``steps``) or "constant".
+    schedule: str = recipes.RECOVERY["schedule"]
 
     def validate(self) -> "RecoveryConfig":
         def whole(name: str, minimum: int) -> None:
@@ -82,6 +84,8 @@ class RecoveryConfig:
         whole("seed", 0)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise RecoveryError(f"recovery lr must be a positive number, got {self.lr!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise RecoveryError(f"recovery schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.weight_decay < 0:
             raise RecoveryError(f"recovery weight_decay must be ≥ 0, got {self.weight_decay!r}")
         if self.anneal_steps > self.steps:
@@ -177,10 +181,13 @@ def recover(target, mask: Sequence[int], data: dict[str, torch.Tensor], perceptu
     trainer = Trainer(torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay), params,
                       clip_norm=config.clip_norm, max_nonfinite=MAX_NONFINITE, stop=_stop_error)
     loss_fn = sr_loss(student, perceptual, config.lambda_l1, config.lambda_perceptual)
+    lr_at = cosine(config.lr, 0.0, config.steps) if config.schedule == "cosine" else (lambda step: config.lr)
     blocks = 0
 
     def loss_of(batch: dict, step: int) -> tuple[torch.Tensor, None]:
         nonlocal blocks
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr_at(step)
         row, mode = step_mask(mask, step, config.anneal_steps)
         masks = row.to(device).expand(batch["z_lr"].shape[0], -1)
         blocks += student.stack.computed_blocks(masks, mode) * masks.shape[0]

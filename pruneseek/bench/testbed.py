@@ -119,6 +119,7 @@ def bench_testbed(ratios=(0.33, 0.5, 0.67), masks: int = 8, seeds=(0, 1, 2), out
     e, c = recipes.EVAL, recipes.COMPARE_QUICK if quick else recipes.COMPARE_FULL
     settings = {"ratios": list(ratios), "masks": masks, "seeds": list(seeds), "crops": c["crops"],
                 "crop_size": c["crop_size"], "recovery_steps": c["recovery_steps"],
+                "recovery": {k: recipes.RECOVERY[k] for k in ("batch", "lr", "schedule", "clip_norm")},
                 "eval_crop": 64 if quick else e["crop"], "eval_seeds": list(c["eval_seeds"] if quick else e["seeds"]),
                 "per_image": 1 if quick else e["per_image"]}
     source = TargetSource()
