@@ -15,8 +15,10 @@ A mask is only as good as the model it becomes after retraining (TinySR Table 2 
    (:func:`pruneseek.latents.calibration_latents`), in mini-batches whose order is seeded by
    ``seed`` (:func:`pruneseek.sr_problem.latent_batches`).
 4. **Optimiser.** Through the one training loop and step of :mod:`pruneseek.training` (shared with
-   ``pruneseek retrain``): AdamW at a constant learning rate, weight decay 0, gradient-norm clip 1.0, a fixed
-   number of ``steps``: the same budget, optimiser and seed set for every strategy. A step whose loss or
+   ``pruneseek retrain``): AdamW with a cosine learning rate from 1e-3 to 0 over ``steps`` (a constant 3e-4 left
+   a recovery-seed spread of 0.1–0.25 dB in PSNR to the teacher, the decay 0.01 dB: results/recovery-probe/),
+   weight decay 0, gradient-norm clip 1.0, a fixed number of ``steps``: the same budget, optimiser and seed set
+   for every strategy. A step whose loss or
    gradient is not finite is skipped (and counted); more than 10 in a row stop with an error.
 5. **Online annealing** (PocketSR §3.2.1, docs/design.md §6; only when ``anneal_steps = T > 0``): during step
    t < T every dropped block runs in "blend" mode with mask value σ_t = max(0, (T − t)/T), so
@@ -24,11 +26,11 @@ A mask is only as good as the model it becomes after retraining (TinySR Table 2 
    fades 1 → 0; from step T on the dropped blocks are skipped. The annealing steps are *part of* the
    budget (``steps`` in all, not ``steps + T``), so T ≤ ``steps`` is required. At t = 0, σ = 1: the
    first step's forward is exactly the full model's.
-6. **Evaluation** (:func:`pruneseek.evaluation.evaluate`). The held-out photographs (astronaut, china, gravel; centre crops,
-   degradation seeds, half-overlapping 64-pixel tiles: the inputs of ``pruneseek teacher eval``), the
-   student running the pruned forward (mask, "skip" mode). Per crop, then averaged: PSNR, SSIM,
-   HaarPSI and GMSD against HR, and the mean absolute difference (pixels in [0, 1]) to the teacher's
-   output; LPIPS too when its weights are present locally (otherwise the result says why it is
+6. **Evaluation** (:func:`pruneseek.evaluation.evaluate`). The held-out crops (grid squares of astronaut, china,
+   gravel and coins, two degradation seeds each, half-overlapping 64-pixel tiles: the inputs of ``pruneseek
+   teacher eval``), the student running the pruned forward (mask, "skip" mode). Per crop, then averaged: PSNR
+   to the teacher's output, PSNR, SSIM, HaarPSI and GMSD against HR, and the mean absolute difference (pixels in
+   [0, 1]) to the teacher's output; LPIPS too when its weights are present locally (otherwise the result says why it is
    absent). A mask *before* recovery (zero-shot) is the same evaluation with the teacher's weights:
    :func:`evaluate_zero_shot`.
 """
