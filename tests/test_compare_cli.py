@@ -97,7 +97,7 @@ def test_compare_writes_outputs_and_continues_from_finished_rows(tmp_path, capsy
     assert float(low["haarpsi_after"]) == pytest.approx(summary["ci95"][0])
     assert {"strategy", "seed", "kept", "search_seconds", "recovery_seconds",
                                 "psnr_before", "haarpsi_after", "l1_teacher_after"} <= set(table[0])
-    for suffix in ("metrics", "masks", "trajectories"):
+    for suffix in ("metrics", "masks", "trajectories", "cost"):
         assert (out / f"{STEM}-{suffix}.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / STEM / "masks" / "fake-test-s1.json").is_file()
 

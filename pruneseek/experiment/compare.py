@@ -401,15 +401,17 @@ def row_line(i: int, total: int, row: dict, seconds: float) -> str:
 
 def _paths(out: Path, stem: str) -> dict[str, Path]:
     return {"json": out / f"{stem}.json", "csv": out / f"{stem}.csv", "metrics": out / f"{stem}-metrics.png",
-            "masks": out / f"{stem}-masks.png", "trajectories": out / f"{stem}-trajectories.png"}
+            "masks": out / f"{stem}-masks.png", "trajectories": out / f"{stem}-trajectories.png",
+            "cost": out / f"{stem}-cost.png"}
 
 
 def _plots(rows: list[dict], paths: dict[str, Path], title: str, num_layers: int, report) -> list[Path]:
-    from pruneseek.experiment.plots import plot_masks, plot_metrics, plot_trajectories
+    from pruneseek.experiment.plots import plot_cost, plot_masks, plot_metrics, plot_trajectories
 
     plot_metrics(rows, paths["metrics"], title)
     plot_masks(rows, num_layers, paths["masks"], title)
-    written = [paths["metrics"], paths["masks"]]
+    plot_cost(rows, paths["cost"], title, KEY_METRIC)
+    written = [paths["metrics"], paths["masks"], paths["cost"]]
     if plot_trajectories(rows, paths["trajectories"], title):
         written.append(paths["trajectories"])
     else:

@@ -1,4 +1,5 @@
-"""Plots of the experiments: a search's loss curve, and a comparison's metrics, masks and trajectories.
+"""Plots of the experiments: a search's loss curve, and a comparison's metrics, masks, trajectories and quality
+against search cost.
 
 Each writes a PNG atomically (matplotlib's Agg backend; nothing is shown).
 """
@@ -63,18 +64,51 @@ def plot_metrics(rows: list[dict], path: Path, title: str) -> None:
             col = f"{metric}_{when}"
             xs = [i + (k - 0.5) * 0.25 for i, n in enumerate(names) if col in summary[n]]
             ms = [summary[n][col]["mean"] for n in names if col in summary[n]]
-            ss = [summary[n][col]["std"] for n in names if col in summary[n]]
-            ax.errorbar(xs, ms, yerr=ss, fmt="o", capsize=3, ms=5, color="C0" if when == "after" else "C1",
-                        label=f"{when} recovery", **style)
+            ax.errorbar(xs, ms, yerr=_error_bars([summary[n][col] for n in names if col in summary[n]]), fmt="o",
+                        capsize=3, ms=5, color="C0" if when == "after" else "C1", label=f"{when} recovery", **style)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
         arrow = "↑" if METRICS[metric][0] == "up" else "↓"
-        ax.set_title(f"{METRICS[metric][1]} {arrow}", fontsize=8)
+        ax.set_title(f"{METRICS[metric][1].split(':')[0]} {arrow}", fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(title + " (mean ± std over seeds)", fontsize=9)
+    fig.suptitle(title + " (mean; bars: 95 % interval over seeds and crops, else ± std over seeds)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _error_bars(stats: list[dict]) -> list[list[float]]:
+    """Asymmetric error bars: the 95 % interval where a stat has one, else ± its std."""
+    low = [s["mean"] - s["ci95"][0] if "ci95" in s else s["std"] for s in stats]
+    high = [s["ci95"][1] - s["mean"] if "ci95" in s else s["std"] for s in stats]
+    return [low, high]
+
+
+def plot_cost(rows: list[dict], path: Path, title: str, metric: str) -> None:
+    """Quality against search cost: ``metric`` after recovery (95 % interval) per strategy, against its mean search
+    passes (forward + backward, in samples; log axis, +1 so a data-free rule sits at 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pruneseek.evaluation import METRICS
+    from pruneseek.experiment.compare import summarise
+
+    summary = summarise(rows)
+    col = f"{metric}_after"
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for i, (name, s) in enumerate((n, s) for n, s in summary.items() if col in s):
+        passes = sum((s.get(k) or {}).get("mean") or 0.0 for k in ("search_forward_passes", "search_backward_passes"))
+        ax.errorbar([passes + 1], [s[col]["mean"]], yerr=_error_bars([s[col]]), fmt="o", capsize=3, color=f"C{i % 10}")
+        ax.annotate(name, (passes + 1, s[col]["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("search cost: forward + backward passes (samples) + 1")
+    ax.set_ylabel(f"{METRICS[metric][1].split(':')[0]} {'↑' if METRICS[metric][0] == 'up' else '↓'}", fontsize=8)
+    ax.set_title(title + " (after recovery; bars: 95 % interval)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     _save(fig, path)
 
