@@ -78,11 +78,12 @@ COMPARE_QUICK: dict[str, Any] = {"search_steps": 3, "recovery_steps": 3, "batch"
                                  "eval_crop": 64, "eval_seeds": (0,), "eval_per_image": 1, "seeds": (0,), "lr": RECOVERY["lr"]}
 #: ``--quick`` also shrinks the rule-based strategies' own budgets (only settings a strategy has are passed).
 QUICK_STRATEGY_SETTINGS: dict[str, Any] = {"score_batches": 1, "num_masks": 6, "n_trials": 6, "latency_repeats": 1,
-                                           "candidates": 4, "first_steps": 1}
-#: The ``race`` strategy: candidates, first round's recovery steps, halving factor, and the validation crops that
-#: score them (grid squares of the validation photographs, at most ``eval_per_image`` each, one degradation).
-RACE: dict[str, Any] = {"candidates": 16, "first_steps": 25, "eta": 2, "eval_crop": 128, "eval_seeds": (0,),
-                        "eval_per_image": 8}
+                                           "candidates": 4, "screen": 6, "first_steps": 1}
+#: The ``race`` strategy: candidates, uniform draws screened by calibration loss for the places the rules leave,
+#: first round's recovery steps, halving factor, and the validation crops that score them (every 128-px grid
+#: square of the two validation photographs, 35, one degradation each).
+RACE: dict[str, Any] = {"candidates": 16, "screen": 100, "first_steps": 25, "eta": 2, "eval_crop": 128,
+                        "eval_seeds": (0,), "eval_per_image": None}
 #: Share of the recovery budget an annealing strategy may spend annealing (PocketSR anneals over T = 8000).
 ANNEAL_FRACTION = 0.5
 

@@ -143,7 +143,8 @@ TUNABLE: dict[str, dict[str, Any]] = {
     },
     "annealing": {"anneal_steps": Int(0, 8000, capped=True)},
     "bk-sdm": {},
-    "race": {"candidates": Int(4, 32, log=True), "first_steps": Int(5, 50, log=True), "eta": Int(2, 4)},
+    "race": {"candidates": Int(4, 32, log=True), "screen": Int(16, 400, log=True), "first_steps": Int(5, 50, log=True),
+             "eta": Int(2, 4)},
 }
 
 

@@ -35,13 +35,14 @@ def test_race_halves_and_keeps_the_mask_that_recovers_best():
     strategy = get_strategy("race", candidates=6, first_steps=2, eta=2, rules=["bk-sdm", "random-min"])
     result = strategy.search(problem, seed=0)
     rounds = result.settings["race"]
-    assert [r["steps"] for r in rounds] == [2, 4, 8, 16]  # 6 → 3 → 2 → 1 candidates, steps doubling
-    assert [len(r["scores"]) for r in rounds] == [6, 3, 2, 1] and len(calls) == 12
+    assert [r["steps"] for r in rounds] == [2, 4, 8]  # 6 → 3 → 2 → 1 candidates, steps doubling
+    assert [len(r["scores"]) for r in rounds] == [6, 3, 2] and len(calls) == 11  # the last one is not rerun
     assert {seed for _, _, seed in calls} == {0}  # one seed for every candidate: same data order
     first = {tuple(np.flatnonzero(m)) for m, steps, _ in calls if steps == 2}
     best = max(first, key=lambda kept: -sum(w for i, w in enumerate(AFTER) if i not in kept))
     assert tuple(result.kept) == best  # the best candidate by the scorer wins (no noise)
-    assert rounds[0]["scores"][0]["origin"] == "bk-sdm" and result.settings["winner_origin"] in ("bk-sdm", "random-min", "random")
+    assert rounds[0]["scores"][0]["origin"] == "bk-sdm" and result.settings["winner_origin"] in ("bk-sdm", "random-min",
+                                                                                               "screened")
     assert result.cost["forward_passes"] >= sum(steps * 4 for _, steps, _ in calls)
     assert problem.space.contains(result.mask) or sum(result.mask) == problem.space.num_kept
 
@@ -49,12 +50,24 @@ def test_race_halves_and_keeps_the_mask_that_recovers_best():
 def test_race_decides_by_recovery_not_by_the_calibration_loss():
     problem = additive_problem()
     problem.candidate_score = planted_scorer([])
-    result = get_strategy("race", candidates=40, first_steps=1, rules=["random-min"]).search(problem, seed=1)
+    result = get_strategy("race", candidates=40, screen=400, first_steps=1, rules=[]).search(problem, seed=1)
     masks = [m for m in itertools.product((0, 1), repeat=8) if problem.space.contains(np.array(m))]
     by_calibration = min(masks, key=planted_loss)
     by_recovery = min(masks, key=lambda m: sum(w for w, v in zip(AFTER, m) if not v))
     assert by_calibration != by_recovery
-    assert list(result.mask) == list(by_recovery)  # 40 candidates cover the space's 36 masks
+    assert list(result.mask) == list(by_recovery)  # 400 screened draws cover the space's 36 masks
+
+
+def test_race_screens_draws_by_calibration_loss():
+    problem = additive_problem()
+    calls: list = []
+    problem.candidate_score = planted_scorer(calls)
+    result = get_strategy("race", candidates=3, screen=50, first_steps=1, rules=[]).search(problem, seed=0)
+    entered = [tuple(int(v) for v in np.flatnonzero(m)) for m, steps, _ in calls if steps == 1]
+    draws = {tuple(np.flatnonzero(m)): m for m in problem.space.sample(50, np.random.default_rng(0))}
+    lowest = sorted(draws, key=lambda kept: planted_loss(draws[kept]))[:3]
+    assert entered == lowest  # the three lowest calibration losses of the 50 draws, best first
+    assert result.cost["forward_passes"] > sum(steps * 4 for _, steps, _ in calls)  # the screen is paid for
 
 
 def test_race_settings_and_missing_scorer_are_clear_errors():

@@ -8,14 +8,16 @@ race asks the question that matters directly, and spends its budget where it dec
 Rule.
 
 1. **Candidates**: the masks of the cheap rule-based strategies named in ``rules`` (each run on the problem with
-   its own defaults, overridden by the ``rule_settings`` it has, and the search seed), then masks drawn uniformly from the search space (seeded) until ``candidates``
-   distinct masks are in the race. Masks outside the space are kept (a rule may choose one); duplicates once.
+   its own defaults, overridden by the ``rule_settings`` it has, and the search seed); then ``screen`` masks drawn
+   uniformly from the search space (seeded) are scored by the calibration loss (as ``random-min`` scores them)
+   and the lowest join until ``candidates`` distinct masks are in the race. Masks outside the space are kept (a
+   rule may choose one); duplicates once.
 2. **Rounds** (successive halving; Jamieson & Talwalkar, arXiv:1502.07943, the inner loop of Hyperband, Li et
    al., arXiv:1603.06560): every candidate still racing is recovered from the teacher's weights for ``s``
    steps by the comparison's recovery protocol and scored on the **validation split** (never the held-out
    one) by the problem's ``candidate_score`` (PSNR to the teacher's output, higher is better). The best
    ``⌈n / eta⌉`` go on; ``s`` is multiplied by ``eta``. Ties keep the candidate listed first.
-3. The last one standing is the mask.
+3. When one candidate is left it is the mask (it is not recovered again).
 
 Every round recovers with the same seed (the search seed), so candidates meet the same data order and
 initialisation. The cost (forward and backward passes of the recoveries and the validation evaluations) is
@@ -36,8 +38,9 @@ from pruneseek.engine import SearchResult
 from pruneseek.strategies.base import CostMeter, RuleStrategy, SearchProblem, rule_result
 from pruneseek.strategies.registry import register
 
-#: Rule-based strategies whose masks enter the race (cheap, deterministic per seed).
-RULES = ("bk-sdm", "shortgpt", "flux-lite", "sensitivity", "random-min")
+#: Rule-based strategies whose masks enter the race (cheap, deterministic per seed). ``random-min``'s mask needs no
+#: entry: with ``screen`` = its ``num_masks`` the screen draws the same masks, so its best is random-min's choice.
+RULES = ("bk-sdm", "shortgpt", "flux-lite", "sensitivity")
 
 
 @register("race")
@@ -47,11 +50,12 @@ class Race(RuleStrategy):
     source = ("pruneseek: successive halving (Jamieson & Talwalkar arXiv:1502.07943; Hyperband, Li et al. "
               "arXiv:1603.06560) over candidate masks, scored after short recoveries on the validation split")
     defaults = {"candidates": recipes.RACE["candidates"], "rules": list(RULES), "rule_settings": {},
+                "screen": recipes.RACE["screen"], "score_batches": recipes.SCORING["score_batches"],
                 "first_steps": recipes.RACE["first_steps"], "eta": recipes.RACE["eta"]}
 
     def __init__(self, **settings: Any):
         super().__init__(**settings)
-        for key in ("candidates", "first_steps", "eta"):
+        for key in ("candidates", "screen", "first_steps", "eta"):
             self._positive_int(key)
         if self.settings["eta"] < 2:
             raise StrategyError(f"strategy 'race': setting eta must be at least 2, got {self.settings['eta']}")
@@ -63,8 +67,9 @@ class Race(RuleStrategy):
                                 f"{', '.join(RULES)}")
 
     def candidates(self, problem: SearchProblem, seed: int, meter: CostMeter) -> list[tuple[str, np.ndarray]]:
-        """``(origin, mask)`` of every distinct candidate: the rules' masks, then uniform draws."""
+        """``(origin, mask)`` of every distinct candidate: the rules' masks, then screened uniform draws."""
         from pruneseek.strategies.registry import get_strategy, strategy_class
+        from pruneseek.strategies.scoring import MaskLosses, scoring_setup
 
         out: dict[bytes, tuple[str, np.ndarray]] = {}
         for name in self.settings["rules"]:
@@ -74,12 +79,16 @@ class Race(RuleStrategy):
                 setattr(meter, key, getattr(meter, key) + int(result.cost.get(key, 0) or 0))
             mask = np.asarray(result.mask, dtype=np.uint8)
             out.setdefault(mask.tobytes(), (name, mask))
-        rng = np.random.default_rng(seed)
-        for _ in range(100 * self.settings["candidates"]):
+        screen_meter, batches = scoring_setup(self, problem)
+        losses = MaskLosses(problem, batches, screen_meter)
+        draws = problem.space.sample(self.settings["screen"], np.random.default_rng(seed)).astype(np.uint8)
+        ranked = sorted(({m.tobytes(): m for m in draws}).values(), key=lambda m: losses(m.tobytes(), m))
+        for mask in ranked:
             if len(out) >= self.settings["candidates"]:
                 break
-            mask = problem.space.sample(1, rng)[0].astype(np.uint8)
-            out.setdefault(mask.tobytes(), ("random", mask))
+            out.setdefault(mask.tobytes(), ("screened", mask))
+        for key in ("forward_passes", "backward_passes", "block_evaluations"):
+            setattr(meter, key, getattr(meter, key) + getattr(screen_meter, key))
         return list(out.values())
 
     def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
@@ -91,7 +100,7 @@ class Race(RuleStrategy):
         racing = self.candidates(problem, seed, meter)
         steps, rounds = self.settings["first_steps"], []
         bar = tqdm(desc=self.name, total=self._recoveries(len(racing)), disable=not problem.progress, leave=False)
-        while True:
+        while len(racing) > 1:
             scored = []
             for origin, mask in racing:
                 value, cost = score(mask, steps, seed)
@@ -102,8 +111,6 @@ class Race(RuleStrategy):
             order = sorted(range(len(scored)), key=lambda i: -scored[i][0])  # stable: ties keep list order
             rounds.append({"steps": steps, "scores": [{"origin": o, "kept": [int(i) for i in np.flatnonzero(m)],
                                                        "score": v} for v, o, m in scored]})
-            if len(racing) == 1:
-                break
             racing = [racing[i] for i in order[: math.ceil(len(racing) / self.settings["eta"])]]
             steps *= self.settings["eta"]
         bar.close()
@@ -111,8 +118,8 @@ class Race(RuleStrategy):
         return rule_result(self, problem, seed, winner[1], meter, describe={"winner_origin": winner[0], "race": rounds})
 
     def _recoveries(self, n: int) -> int:
-        total = n
+        total = 0
         while n > 1:
-            n = math.ceil(n / self.settings["eta"])
             total += n
+            n = math.ceil(n / self.settings["eta"])
         return total
