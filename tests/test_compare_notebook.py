@@ -24,11 +24,21 @@ def test_notebook_runs_on_a_quick_comparison(tmp_path, monkeypatch):
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "code":
             exec(compile("".join(cell["source"]), f"{NOTEBOOK.name}[cell {i}]", "exec"), namespace)
-    assert set(namespace["summary"]) == {"bk-sdm", "shortgpt", "tinyfusion", "tinysr"}
+    from pruneseek.evaluation import METRICS
+    from pruneseek.experiment.compare import KEY_METRIC
+
+    assert set(namespace["summary"]) == {"bk-sdm", "random-min", "shortgpt", "tinyfusion", "tinysr"}
     findings = namespace["findings"]
+    primary = METRICS[KEY_METRIC][1].split(":")[0]  # "PSNR to the teacher's output (dB)"
+    first = [line for line in findings if line.startswith(f"{primary}:")]
+    assert len(first) == 1 and "95 % CI" in first[0]
+    assert "significantly better than the runner-up" in first[0] or "(a tie)" in first[0]
     assert any(line.startswith("HaarPSI to HR:") for line in findings)
+    assert any(line.startswith("Against random-min") for line in findings)
+    assert any(line.startswith("Best learned strategy") and "95 % CI" in line for line in findings)
     assert any("Kendall τ with TinySR Table 2" in line for line in findings)
-    assert (tmp_path / "compare-tsdsr-mini-r0.5-masks.png").exists()
+    for plot in ("metrics", "masks", "cost"):
+        assert (tmp_path / f"compare-tsdsr-mini-r0.5-{plot}.png").exists()
 
 
 def test_committed_notebook_carries_the_full_runs_outputs():
@@ -36,4 +46,5 @@ def test_committed_notebook_carries_the_full_runs_outputs():
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "made by: pruneseek compare --model tsdsr --ratio 0.5" in text and "--quick" not in text
-    assert sum(1 for o in outputs if "image/png" in o.get("data", {})) == 3
+    # metrics, masks, cost and trajectories
+    assert sum(1 for o in outputs if "image/png" in o.get("data", {})) == 4
