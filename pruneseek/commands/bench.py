@@ -72,7 +72,8 @@ def run_testbed(args: argparse.Namespace) -> int:
         print(f"teacher − bicubic {name}: {g['mean']:+.4g} [95 % CI {g['ci_low']:+.4g}, {g['ci_high']:+.4g}] on "
               f"{doc['held_out_crops']} held-out crops")
     for ratio, block in doc["ratios"].items():
-        cells = ", ".join(f"{m} {block['power'][m]['discrimination_ratio']:.1f}" for m in METRICS)
+        cells = ", ".join(f"{m} {block['power'][m]['discrimination_ratio']:.1f} (paired "
+                          f"{block['power'][m]['discrimination_ratio_paired']:.1f})" for m in METRICS)
         print(f"ratio {ratio}: discrimination (spread of {block['power'][METRICS[0]]['masks']} masks / recovery-seed "
               f"std): {cells}")
     if args.json:
