@@ -534,9 +534,10 @@ def folder_items(hr_dir, sr_dir=None, lr_dir=None, with_model: bool = False) -> 
     return mode, items
 
 
-def _sr_and_hr(mode: str, item, model, seed: int, scale: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _sr_and_hr(mode: str, item, model, seed: int, scale: int, tile: int,
+               degradation: str = "realesrgan") -> tuple[torch.Tensor, torch.Tensor]:
     """One image's SR (8-bit levels) and HR, aligned (see :func:`_aligned`)."""
-    from pruneseek.data import DegradationConfig, degrade
+    from pruneseek.data import degrade, preset_config
 
     stem, hr_path, other = item
     hr = read_image(hr_path)
@@ -546,7 +547,7 @@ def _sr_and_hr(mode: str, item, model, seed: int, scale: int, tile: int) -> tupl
         sr = quantise(sr_image(model, read_image(other), tile, scale))
     else:
         hr = _centre_crop_multiple(hr, scale)
-        lr = degrade(hr, DegradationConfig(scale=scale), seed)
+        lr = degrade(hr, preset_config(degradation, scale), seed)
         sr = quantise(sr_image(model, lr, tile, scale))
     return _aligned(sr, hr, stem, scale)
 
@@ -568,12 +569,13 @@ def _mean(per_image: dict[str, dict[str, float | None]]) -> tuple[dict[str, floa
 
 def evaluate_folders(hr_dir: str | Path, sr_dir: str | Path | None = None, lr_dir: str | Path | None = None,
                      model=None, model_name: str | None = None, seed: int = 0, scale: int = 4, tile: int = 64,
-                     progress: bool = False) -> dict[str, Any]:
+                     progress: bool = False, degradation: str | None = None) -> dict[str, Any]:
     """Per-image and mean :data:`FOLDER_METRICS` against the HR images of ``hr_dir`` (docs/design.md §9.4).
 
     Three modes: ``sr_dir`` — score existing SR images (paired by :func:`pair_images`); ``model`` with
     ``lr_dir`` — super-resolve each LR (:func:`sr_image`); ``model`` alone — LR synthesised from each HR,
-    centre-cropped to a multiple of ``scale``, by the Real-ESRGAN degradation with ``seed``. ``model`` is an
+    centre-cropped to a multiple of ``scale``, by the ``degradation`` preset with ``seed`` (default: the model's
+    own, e.g. ``testbed`` for tsdsr-mini v2; Real-ESRGAN's for bicubic and real TSD-SR). ``model`` is an
     SR target or ``"bicubic"``. Model outputs are rounded to 8 bits (what ``pruneseek upscale`` writes); SR
     and HR that differ by a few pixels are compared on their common top-left area (:func:`_aligned`).
     Returns ``{"mode", "model", "per_image", "mean", "unavailable", "notes", ...}`` (non-finite values as None).
@@ -583,10 +585,11 @@ def evaluate_folders(hr_dir: str | Path, sr_dir: str | Path | None = None, lr_di
     from tqdm.auto import tqdm
 
     mode, items = folder_items(hr_dir, sr_dir, lr_dir, with_model=model is not None)
+    degradation = degradation or getattr(model, "degradation", "realesrgan")
     lpips, _ = _lpips_fn()
     per_image: dict[str, dict[str, float | None]] = {}
     for item in tqdm(items, desc="evaluate", disable=not progress, leave=False):
-        sr, hr = _sr_and_hr(mode, item, model, seed, scale, tile)
+        sr, hr = _sr_and_hr(mode, item, model, seed, scale, tile, degradation)
         row = image_metrics(sr, hr, scale, lpips)
         per_image[item[0]] = {k: (v if math.isfinite(v) else None) for k, v in row.items()} | {
             "size": f"{hr.shape[-2]}x{hr.shape[-1]}"}
@@ -594,6 +597,7 @@ def evaluate_folders(hr_dir: str | Path, sr_dir: str | Path | None = None, lr_di
     result = {"mode": mode, "model": model_name or ("bicubic" if model == "bicubic" else None),
               "hr": str(hr_dir), "sr": None if sr_dir is None else str(sr_dir),
               "lr": None if lr_dir is None else str(lr_dir), "seed": seed if mode == "synthetic" else None,
+              "degradation": degradation if mode == "synthetic" else None,
               "scale": scale, "tile": tile if mode != "sr" and model != "bicubic" else None,
               "images": len(per_image), "convention": CONVENTION,
               "name_rule": NAME_RULE if mode != "synthetic" else None,

@@ -2,7 +2,7 @@
 
 Three modes (docs/design.md §9.4): ``--sr SR_DIR --hr HR_DIR`` scores existing SR images; ``--model M --hr HR_DIR
 --lr LR_DIR`` runs a model on each LR image; ``--model M --hr HR_DIR`` synthesises each LR from its HR with the
-Real-ESRGAN degradation (``--seed``). The work is :func:`pruneseek.evaluation.evaluate_folders`.
+degradation preset of the model (``--seed``, ``--degradation``). The work is :func:`pruneseek.evaluation.evaluate_folders`.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ DESCRIPTION = (
 EXAMPLES = """examples:
   pruneseek evaluate --sr SR_DIR --hr HR_DIR                       # score existing SR images
   pruneseek evaluate --model pruned-mini --hr HR_DIR --lr LR_DIR   # run an export folder on real LR images
-  pruneseek evaluate --model tsdsr --hr HR_DIR --seed 0            # LR synthesised from HR (Real-ESRGAN)
+  pruneseek evaluate --model tsdsr --hr HR_DIR --seed 0            # LR synthesised from HR (the model's preset)
   pruneseek evaluate --model bicubic --hr HR_DIR --json --out eval/
   pruneseek evaluate --model DIR --hr HR --lr LR --base SD3_DIR --lora LORA_DIR --embeddings EMB_DIR \\
                      --tile 512 --device cuda                       # an export of the real TSD-SR
@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=Path, help="folder of LR images (with --model); default: synthesised from HR")
     p.add_argument("--sr", type=Path, help="folder of SR images to score (without --model)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="degradation seed of synthesised LR (default 0)")
+    p.add_argument("--degradation", choices=["realesrgan", "testbed"], default=None,
+                   help="degradation preset of synthesised LR (default: the model's own; realesrgan for bicubic)")
     p.add_argument("--tile", type=positive_int, default=64, help="SR tile side, a multiple of 16 (default 64)")
     p.add_argument("--scale", type=positive_int, default=4, help="upscaling factor and border crop (default 4)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -116,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     with torch_threads(args.threads):
         model, label = resolve_model(args) if args.model is not None else (None, None)
         result = evaluate_folders(args.hr, sr_dir=args.sr, lr_dir=args.lr, model=model, model_name=label,
-                                  seed=args.seed, scale=args.scale, tile=args.tile, progress=not args.quiet)
+                                  seed=args.seed, scale=args.scale, tile=args.tile, progress=not args.quiet,
+                                  degradation=args.degradation)
     if args.out is not None:
         try:
             atomic_write_json(args.out / "evaluate.json", result)
