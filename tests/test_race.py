@@ -78,3 +78,21 @@ def test_race_settings_and_missing_scorer_are_clear_errors():
     with pytest.raises(StrategyError, match="candidate_score"):
         get_strategy("race", candidates=2, rules=[]).search(additive_problem(), seed=0)
     assert len(COSTS) == len(AFTER)
+
+
+def test_race_runs_through_pruneseek_search(tmp_path, capsys):
+    """The search command hands race its scorer (short recoveries on the validation split) and writes its mask."""
+    import json
+
+    from pruneseek.cli import main
+
+    preset = tmp_path / "small-race.toml"
+    preset.write_text('name = "race"\n\n[settings]\ncandidates = 2\nscreen = 2\nscore_batches = 1\nfirst_steps = 1\n'
+                      'rules = ["bk-sdm"]\n')
+    out = tmp_path / "race"
+    assert main(["search", "--model", "tsdsr", "--ratio", "0.5", "--strategy", str(preset), "--crops", "8",
+                 "--crop-size", "32", "--batch", "2", "--quiet", "--out", str(out)]) == 0, capsys.readouterr().err
+    mask = json.loads((out / "mask.json").read_text())
+    race = mask["strategy"]["settings"]["race"]
+    assert len(race) == 1 and len(race[0]["scores"]) == 2 and race[0]["steps"] == 1
+    assert sum(mask["mask"]) == 12 and mask["strategy"]["name"] == "race"
