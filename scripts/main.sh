@@ -2,7 +2,10 @@
 # Newcomer command 1: set up .venv and run the main job on the bundled default (tsdsr-mini, the built-in
 # photographs, the default strategy) with three seeds and their majority decision; it prints how many layers
 # all seeds agree on. Extra arguments go to `pruneseek search`.
+# One torch thread: the same reduction order on every machine (a learned search is sensitive to the last bit of
+# its sums) and no OpenMP stalls on a shared machine; the miniature gains little from more threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 exec .venv/bin/pruneseek search --model tsdsr --ratio 0.5 --seeds 3 "$@"
