@@ -67,10 +67,10 @@ RECOVERY: dict[str, Any] = {"steps": 200, "batch": 4, "lr": 1e-3, "weight_decay"
                             "lambda_l1": 1.0, "lambda_perceptual": 1.0, "max_nonfinite": 10,
                             "schedule": "cosine"}
 
-#: The comparison's budget (``pruneseek compare``): the full one and ``--quick``. The full budget is sized so
-#: that all 10 strategies × 3 seeds finish in about 35 minutes on 2 CPU cores (measured per-step times: learned
-#: search ≈ 0.3 s, recovery ≈ 0.1 s, one held-out evaluation ≈ 2.3 s; the rule-based strategies' own defaults ≈
-#: 140 s per seed together, snapfusion 74 s of it).
+#: The comparison's budget (``pruneseek compare``): the full one and ``--quick``. With it all 11 strategies × 3
+#: seeds at ratio 0.5 took about an hour on one CPU core (measured rows: a learned search ≈ 160–190 s, race ≈
+#: 250 s, snapfusion ≈ 75 s, the other rules ≤ 30 s; recovery ≈ 20 s; the two evaluations on the 106 held-out
+#: crops ≈ 10 s).
 COMPARE_FULL: dict[str, Any] = {"search_steps": 500, "recovery_steps": RECOVERY["steps"], "batch": RECOVERY["batch"],
                                 "crops": SEARCH["crops"], "crop_size": SEARCH["crop_size"], "eval_crop": 128,
                                 "eval_seeds": (0, 1), "eval_per_image": None, "seeds": (0, 1, 2), "lr": RECOVERY["lr"]}
