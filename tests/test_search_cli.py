@@ -9,15 +9,7 @@ import torch
 from pruneseek.cli import main
 from pruneseek.latents import PairSpec, as_tuple, calibration_latents, select_images
 from pruneseek.maskfile import MaskFile
-from pruneseek.targets.mini import build_mini, load_mini, save_mini
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """A tsdsr-mini with random (non-zero output) weights, written by the project's own save function."""
-    transformer, prompt, pooled = build_mini(1)
-    torch.nn.init.normal_(transformer.proj_out.weight, std=0.02)
-    return save_mini(tmp_path_factory.mktemp("w") / "mini.safetensors", transformer, prompt, pooled, {"command": "test"})
+from pruneseek.targets.mini import load_mini
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,16 +145,6 @@ def test_transfer_majority_is_a_best_reachable_mask(count, seed):
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNESEEK_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from pruneseek.targets.mini import build_mini, save_mini
-
-    transformer, prompt, pooled = build_mini(1)
-    torch.nn.init.normal_(transformer.proj_out.weight, std=0.02)
-    path = tmp_path_factory.mktemp("w") / "mini.safetensors"
-    return save_mini(path, transformer, prompt, pooled, {"command": "test"})
 
 
 SMALL = ["--ratio", "0.5", "--steps", "2", "--batch", "2", "--crops", "2", "--crop-size", "32", "--quiet"]

@@ -372,16 +372,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from pruneseek.targets.mini import build_mini, save_mini
-
-    transformer, prompt, pooled = build_mini(1)
-    torch.nn.init.normal_(transformer.proj_out.weight, std=0.02)
-    path = tmp_path_factory.mktemp("w") / "mini.safetensors"
-    return save_mini(path, transformer, prompt, pooled, {"command": "test"})
-
-
 @pytest.mark.parametrize("name", ["tinysr", "tinyfusion", *BASELINES])
 def test_cli_search_runs_every_strategy(tmp_path, monkeypatch, weights, capsys, name):
     from pruneseek.cli import main
