@@ -181,6 +181,11 @@ class CostMeter:
     def backward(self, samples: int) -> None:
         self.backward_passes += int(samples)
 
+    def add(self, cost: dict) -> None:
+        """Add another search's or scorer's ``cost`` (forward/backward passes, block evaluations; absent = 0)."""
+        for key in ("forward_passes", "backward_passes", "block_evaluations"):
+            setattr(self, key, getattr(self, key) + int(cost.get(key, 0) or 0))
+
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.started

@@ -75,20 +75,17 @@ class Race(RuleStrategy):
         for name in self.settings["rules"]:
             own = {k: v for k, v in self.settings["rule_settings"].items() if k in strategy_class(name).defaults}
             result = get_strategy(name, **own).search(problem, seed=seed)
-            for key in ("forward_passes", "backward_passes", "block_evaluations"):
-                setattr(meter, key, getattr(meter, key) + int(result.cost.get(key, 0) or 0))
+            meter.add(result.cost)
             mask = np.asarray(result.mask, dtype=np.uint8)
             out.setdefault(mask.tobytes(), (name, mask))
-        screen_meter, batches = scoring_setup(self, problem)
-        losses = MaskLosses(problem, batches, screen_meter)
+        _, batches = scoring_setup(self, problem)
+        losses = MaskLosses(problem, batches, meter)
         draws = problem.space.sample(self.settings["screen"], np.random.default_rng(seed)).astype(np.uint8)
         ranked = sorted(({m.tobytes(): m for m in draws}).values(), key=lambda m: losses(m.tobytes(), m))
         for mask in ranked:
             if len(out) >= self.settings["candidates"]:
                 break
             out.setdefault(mask.tobytes(), ("screened", mask))
-        for key in ("forward_passes", "backward_passes", "block_evaluations"):
-            setattr(meter, key, getattr(meter, key) + getattr(screen_meter, key))
         return list(out.values())
 
     def search(self, problem: SearchProblem, seed: int = 0) -> SearchResult:
@@ -104,8 +101,7 @@ class Race(RuleStrategy):
             scored = []
             for origin, mask in racing:
                 value, cost = score(mask, steps, seed)
-                meter.forward_passes += int(cost.get("forward_passes", 0))
-                meter.backward_passes += int(cost.get("backward_passes", 0))
+                meter.add(cost)
                 scored.append((value, origin, mask))
                 bar.update(1)
             order = sorted(range(len(scored)), key=lambda i: -scored[i][0])  # stable: ties keep list order
