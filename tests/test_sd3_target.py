@@ -7,7 +7,7 @@ import torch
 from diffusers import SD3Transformer2DModel
 
 from pruneseek.spaces import BlockSpace
-from pruneseek.targets.sd3 import masked_sd3_forward, sd3_stack
+from pruneseek.targets.sd3 import masked_forward, sd3_stack
 
 TINY_SD3 = dict(
     sample_size=8, patch_size=2, in_channels=4, num_layers=6, attention_head_dim=8, num_attention_heads=2,
@@ -44,7 +44,7 @@ def test_hard_masks_equal_skip_layers(sd3, mode):
     for mask in [*space.sample(4, rng), np.ones(6, dtype=np.uint8), np.array([1, 0, 0, 1, 0, 0], dtype=np.uint8)]:
         masks = torch.tensor(np.stack([mask] * 3), dtype=torch.float32)
         with torch.no_grad():
-            out = masked_sd3_forward(model, stack, masks=masks, mode=mode, **inputs)
+            out = masked_forward(model, stack, masks=masks, mode=mode, **inputs)
         expected = _reference(model, inputs, np.flatnonzero(mask == 0))
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
 
@@ -55,7 +55,7 @@ def test_per_sample_masks_match_per_sample_skip_layers(sd3):
     masks = torch.tensor([[1, 1, 0, 1, 0, 1], [0, 1, 1, 1, 1, 0], [1, 0, 1, 0, 1, 1]], dtype=torch.float32)
     for mode in ("blend", "skip"):
         with torch.no_grad():
-            out = masked_sd3_forward(model, stack, masks=masks, mode=mode, **inputs)
+            out = masked_forward(model, stack, masks=masks, mode=mode, **inputs)
         for row in range(3):
             dropped = torch.nonzero(masks[row] == 0).flatten().tolist()
             expected = _reference(model, inputs, dropped, rows=slice(row, row + 1))
@@ -65,5 +65,5 @@ def test_per_sample_masks_match_per_sample_skip_layers(sd3):
 def test_unmasked_forward_equals_diffusers(sd3):
     model, inputs = sd3
     with torch.no_grad():
-        out = masked_sd3_forward(model, sd3_stack(model), masks=None, **inputs)
+        out = masked_forward(model, sd3_stack(model), masks=None, **inputs)
     torch.testing.assert_close(out, _reference(model, inputs, []), rtol=1e-5, atol=1e-6)

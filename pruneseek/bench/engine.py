@@ -82,9 +82,9 @@ def _build(cfg: EngineBenchConfig):
     batch = {k: v.to(cfg.device, dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
     stack = sd3_stack(model)
     with torch.no_grad():
-        from pruneseek.targets.sd3 import masked_sd3_forward
+        from pruneseek.targets.sd3 import masked_forward
 
-        target = masked_sd3_forward(model, stack, **batch)
+        target = masked_forward(model, stack, **batch)
     return model, stack, batch, target
 
 
@@ -116,7 +116,7 @@ def run_variant(variant: str, cfg: EngineBenchConfig, parts=None, steps: int | N
     """Per-step seconds of ``variant`` for ``warmup + steps`` steps (warm-up steps dropped)."""
     from pruneseek.engine import SearchConfig, run_search
     from pruneseek.training import Trainer, lora_adapters
-    from pruneseek.targets.sd3 import masked_sd3_forward
+    from pruneseek.targets.sd3 import masked_forward
 
     model, stack, batch, target = parts or _build(cfg)
     steps = cfg.steps if steps is None else steps
@@ -126,7 +126,7 @@ def run_variant(variant: str, cfg: EngineBenchConfig, parts=None, steps: int | N
     def loss_fn(b, masks, mode):
         _sync(cfg.device)
         stamps.append(time.perf_counter())
-        out = masked_sd3_forward(model, stack, masks=masks, mode=mode, **b)
+        out = masked_forward(model, stack, masks=masks, mode=mode, **b)
         return torch.nn.functional.mse_loss(out.float(), target.float())
 
     if variant == "plain":  # the same step as the search's (pruneseek.training), without masks or gates

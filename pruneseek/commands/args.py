@@ -51,7 +51,8 @@ def command_parser(sub: argparse._SubParsersAction, name: str, help: str, descri
 def add_target_arguments(p: argparse.ArgumentParser) -> None:
     """The model options every command that loads a model shares (:class:`~pruneseek.targets.load.TargetSource`)."""
     p.add_argument("--weights", type=Path, help="tsdsr-mini weights (default: the bundled ones)")
-    p.add_argument("--base", type=Path, help="real TSD-SR: SD3-medium folder in diffusers layout")
+    p.add_argument("--base", type=Path, help="real TSD-SR: SD3-medium folder in diffusers layout; other --model "
+                   "families: the model folder (config.json) or pipeline folder (model in transformer/)")
     p.add_argument("--lora", type=Path, help="real TSD-SR: LoRA folder (transformer.safetensors, vae.safetensors)")
     p.add_argument("--embeddings", type=Path, help="real TSD-SR: folder with prompt_embeds.pt and pool_embeds.pt")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -64,8 +65,11 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crops", type=positive_int, default=recipes.SEARCH["crops"],
                    help=f"calibration crops (default {recipes.SEARCH['crops']})")
     p.add_argument("--crop-size", type=positive_int, default=recipes.SEARCH["crop_size"],
-                   help=f"HR crop side in pixels (default {recipes.SEARCH['crop_size']})")
-    p.add_argument("--data", type=Path, help="folder of HR images (default: the built-in photographs, train split)")
+                   help=f"HR crop side in pixels (default {recipes.SEARCH['crop_size']}); other families: latent "
+                   "side (sd3, dit; flux packs it 2×2) or tokens per sequence (causal-lm)")
+    p.add_argument("--data", type=Path, help="tsdsr: folder of HR images (default: the built-in photographs, train "
+                   "split); sd3/flux/dit: image folder encoded with the pipeline's VAE; causal-lm: a text file "
+                   "(default for other families: synthetic inputs)")
     p.add_argument("--seed", type=nonnegative_int, default=recipes.SEARCH["seed"])
 
 
@@ -74,7 +78,7 @@ def target_source(args: argparse.Namespace):
     from pruneseek.targets.load import TargetSource
 
     return TargetSource(weights=args.weights, base=args.base, lora=args.lora, embeddings=args.embeddings,
-                        device=args.device)
+                        device=args.device, family=getattr(args, "model", "tsdsr"))
 
 
 def comma_list(text: str) -> list[str]:
@@ -166,3 +170,7 @@ def resolve_space(args: argparse.Namespace):
     elif args.topology is not None:
         raise SpaceError("--topology needs --transfer-k K (how many kept layers a transfer moves)")
     return "custom", space, transfer
+
+
+#: ``--model`` choices: the flagship SR target and the families of :mod:`pruneseek.targets.family`.
+MODELS = ("tsdsr", "sd3", "flux", "dit", "causal-lm")

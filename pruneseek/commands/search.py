@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from pruneseek import recipes
-from pruneseek.commands.args import (add_calibration_arguments, add_target_arguments, command_parser, nonnegative_int,
+from pruneseek.commands.args import (MODELS, add_calibration_arguments, add_target_arguments, command_parser,
+                                     nonnegative_int,
                                      positive_int, ratio, target_source)
 
 EXAMPLES = """examples:
@@ -54,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sub, "search", "learn a depth-pruning mask (writes a pruneseek.mask/v1 file)",
         "Decide which layers to keep (by default learned jointly with a LoRA weight update) and write "
         "the mask file, a summary and the loss curve.", STRATEGIES_TEXT + "\n\n" + EXAMPLES)
-    p.add_argument("--model", default="tsdsr", choices=["tsdsr"], help="target model family (default tsdsr)")
+    p.add_argument("--model", default="tsdsr", choices=MODELS,
+                   help="model family (default tsdsr); sd3, flux, dit and causal-lm load from --base DIR")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--ratio", type=ratio, help="fraction of layers removed: 0.33, 0.5 or 0.67 (bundled presets)")
     shape.add_argument("--space", help="search-space preset name or .toml path (instead of --ratio)")

@@ -14,6 +14,11 @@
 For the same hard mask both modes give identical outputs, equal to the stack with the dropped blocks
 physically deleted.
 
+Two ways to run it. :meth:`MaskedStack.forward` loops over the blocks itself (models written around the
+stack, the engine's toys). For a real model, :meth:`MaskedStack.install` gates the blocks where they sit and
+the model's *own* forward runs under the mask set by :meth:`MaskedStack.masking` (:mod:`pruneseek.engine.inplace`):
+no re-implemented model forward, nothing to drift when diffusers or transformers change theirs.
+
 Observation: :meth:`MaskedStack.observe` registers ``fn(index, state_in, state_out)``, called after every
 block the stack computes with the block's input state and its own output (before the per-sample
 blend), so strategies can read what blocks do (ShortGPT's Block Influence, FLUX.1-Lite's MSE) without
@@ -47,6 +52,87 @@ class MaskedStack(nn.Module):
         #: Gradient checkpointing: each block's activations are recomputed in the backward pass instead of kept
         #: (torch.utils.checkpoint, non-reentrant); same values and gradients, less memory, about one more forward.
         self.checkpointing = False
+        #: The mask of the running in-place forward: ``(masks, active flags or None)``, or None (unmasked).
+        self._masking: tuple[torch.Tensor, list[bool] | None] | None = None
+        self._installed = False
+
+    @classmethod
+    def over(cls, blocks: nn.ModuleList | Sequence[nn.Module]) -> "MaskedStack":
+        """A stack over a model's blocks, installed in place, its adapter chosen by the blocks' streams
+        (:func:`~pruneseek.engine.inplace.block_io`): one stream or an MMDiT pair (SD3, FLUX)."""
+        from pruneseek.engine.adapters import MMDiTStream, SingleStream
+        from pruneseek.engine.inplace import block_io, installed_stack
+
+        blocks = list(blocks)
+        if not blocks:
+            raise EngineError("a masked stack needs at least one block")
+        existing = installed_stack(blocks)
+        if existing is not None:
+            return existing
+        kinds = {block_io(b).two_streams for b in blocks}
+        if len(kinds) > 1:
+            raise EngineError("the blocks mix one-stream and two-stream blocks; mask each kind as its own stack")
+        return cls(blocks, MMDiTStream() if kinds.pop() else SingleStream()).install()
+
+    def install(self) -> "MaskedStack":
+        """Gate every block in place: its ``forward`` now reads :meth:`masking`'s mask (idempotent)."""
+        from pruneseek.engine.inplace import install
+
+        for i, block in enumerate(self.blocks):
+            install(block, self, i)
+        self._installed = True
+        return self
+
+    def uninstall(self) -> None:
+        """Give every block its own ``forward`` back."""
+        from pruneseek.engine.inplace import uninstall
+
+        for block in self.blocks:
+            uninstall(block)
+        self._installed = False
+
+    @contextlib.contextmanager
+    def masking(self, masks: torch.Tensor | None, mode: str = "blend") -> Iterator["MaskedStack"]:
+        """Within the block, the installed blocks run under ``masks`` ``(batch, N)`` in ``mode`` (``None``:
+        unmasked); call the model's own forward inside."""
+        if not self._installed:
+            raise EngineError("masking() gates blocks in place: call install() first (or use MaskedStack.over)")
+        if mode not in MODES:
+            raise EngineError(f"unknown execution mode {mode!r}; use 'blend' or 'skip'")
+        run = None
+        if masks is not None:
+            if masks.dim() != 2 or masks.shape[1] != len(self.blocks):
+                raise EngineError(f"masks must be (batch, {len(self.blocks)}), got {tuple(masks.shape)}")
+            active = (masks.detach() != 0).any(dim=0).tolist() if mode == "skip" else None  # one device sync
+            if active is not None and self._forced is not None:
+                active = [a or f for a, f in zip(active, self._forced)]
+            run = (masks, active)
+        previous, self._masking = self._masking, run
+        try:
+            yield self
+        finally:
+            self._masking = previous
+
+    def _gated(self, i: int, io, call, args: tuple, kwargs: dict) -> Any:
+        """Block ``i`` of an in-place forward: computed, blended or passed through (module docstring)."""
+        run, observed = self._masking, bool(self._observers)
+        if run is None and not observed:
+            return self._run(call, *args, **kwargs)
+        state = io.state(args, kwargs)
+        if run is not None:
+            masks, active = run
+            if masks.shape[0] != self.adapter.batch_size(state):
+                raise EngineError(f"masks hold {masks.shape[0]} rows for a batch of {self.adapter.batch_size(state)}")
+            if active is not None and not active[i]:
+                return io.pack(state)
+        out = self._run(call, *args, **kwargs)
+        if run is None:
+            self._notify(i, state, io.output_state(out))
+            return out
+        new = io.output_state(out)
+        if observed:
+            self._notify(i, state, new)
+        return io.pack(self.adapter.blend(new, state, run[0][:, i]), out)
 
     @contextlib.contextmanager
     def observe(self, fn: Callable[[int, Any, Any], None]) -> Iterator["MaskedStack"]:

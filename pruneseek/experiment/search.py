@@ -19,11 +19,13 @@ from pruneseek.experiment.settings import SearchSettings
 from pruneseek.fingerprint import jsonable
 
 
-def resolve_space(model: str, ratio: float | None, space: str | None, num_layers: int):
-    """The search-space preset: ``space`` (a name or .toml path) or the bundled one for ``model`` and ``ratio``."""
+def resolve_space(model: str, ratio: float | None, space: str | None, num_layers: int, preset=None):
+    """The search-space preset: ``space`` (a name or .toml path) or the bundled one for ``model`` and ``ratio``
+    (``preset``: one already chosen, only checked against the model's layer count)."""
     from pruneseek.spaces import find_preset, load_preset
 
-    preset = load_preset(space) if space else find_preset(model, 0.5 if ratio is None else ratio)
+    if preset is None:
+        preset = load_preset(space) if space else find_preset(model, 0.5 if ratio is None else ratio)
     if preset.space.num_layers != num_layers:
         raise PruneseekError(
             f"search space {preset.name} is for {preset.space.num_layers} layers, but the model has {num_layers}; "
@@ -70,7 +72,8 @@ def search_fingerprint(settings: SearchSettings, target, preset, strategy, spec,
     })
 
 
-def result_mask_file(result, strategy_name: str, target, preset, seed: int, metrics: dict | None = None):
+def result_mask_file(result, strategy_name: str, target, preset, seed: int, metrics: dict | None = None,
+                     data_note: str | None = None):
     """The ``pruneseek.mask/v1`` file of a search result, and a note when the mask had to be recorded in the
     full space C(N, M) because it lies outside the preset's block space (rule-based strategies may choose so)."""
     from pruneseek.maskfile import MaskFile
@@ -82,6 +85,8 @@ def result_mask_file(result, strategy_name: str, target, preset, seed: int, metr
         space = BlockSpace.full(target.num_layers, sum(result.mask))
         notes = (f"{strategy_name} chose a mask outside the block space of {preset.name} ({preset.space.describe()}); "
                  f"it is recorded in the full space C({target.num_layers}, {sum(result.mask)})")
+    if data_note:  # a family model: say what the calibration inputs were (docs/design.md §11.2)
+        notes = f"calibration inputs: {data_note}" + (f"; {notes}" if notes else "")
     mask = MaskFile.from_mask(
         result.mask, model_name=target.name, strategy_name=strategy_name, settings=result.settings,
         space=space, preset=preset.name if space is preset.space else None, transfer=transfer,
@@ -130,38 +135,35 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     """
     import torch
 
-    from pruneseek.experiment.strategy import build_strategy, candidate_scorer
-    from pruneseek.latents import calibration_latents, check_finite, select_images, target_pairs
-    from pruneseek.losses import perceptual_loss
-    from pruneseek.sr_problem import sr_search_problem
+    from pruneseek.experiment.strategy import build_strategy
 
     torch.manual_seed(settings.seed)
     target = settings.source.load()
     target.stack.checkpointing = settings.gradient_checkpointing
-    preset = resolve_space(settings.model, settings.ratio, settings.space, target.num_layers)
+    if settings.source.is_family:
+        from pruneseek.spaces.presets import family_preset
+
+        preset = family_preset(settings.model, settings.ratio, settings.space, target.sizes)
+        resolve_space(settings.model, None, None, target.num_layers, preset=preset)
+    else:
+        preset = resolve_space(settings.model, settings.ratio, settings.space, target.num_layers)
     strategy = build_strategy(settings.strategy, settings.steps, mini=not settings.source.is_real, rule=settings.rule,
                               mode=settings.mode,
                               ema_decay=settings.ema_decay)
     check_parallel_and_resume(settings, strategy, parallel.world)
-    perceptual, note = perceptual_loss(settings.perceptual)
     out, folder = (place or output_folder)(settings, target, preset, strategy)
-    outcome = SearchOutcome(target, preset, strategy, note, out)
     report(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
-    report(f"strategy: {strategy.name}; loss: L1 to the teacher's latent + {note}")
-    spec = target_pairs(target, select_images("train", settings.data), settings.crops, settings.crop_size,
-                        settings.seed)
-    data = calibration_latents(target, spec, progress=settings.progress and parallel.is_main)
-    for key in ("z_lr", "z_tea"):
-        check_finite(key, data[key])
-    problem = sr_search_problem(target, data, preset.space, settings.steps, settings.batch, settings.seed, perceptual,
-                                topology=preset.topology, k=preset.transfer_k or 1)
+    if settings.source.is_family:
+        outcome, problem, spec = _family_problem(settings, target, preset, strategy, out, report)
+    else:
+        outcome, problem, spec = _sr_problem(settings, target, preset, strategy, out, report, parallel)
     problem.parallel = parallel if parallel.active else None
     problem.progress = settings.progress and parallel.is_main
-    problem.candidate_score = candidate_scorer(target, data, perceptual)
     if settings.checkpoint_every or settings.resume is not None:
         from pruneseek.engine import Checkpointing
 
-        fingerprint = search_fingerprint(settings, target, preset, strategy, spec, note, parallel.world)
+        fingerprint = search_fingerprint(settings, target, preset, strategy, spec, outcome.perceptual_note,
+                                         parallel.world)
         problem.checkpointing = Checkpointing(folder, every=settings.checkpoint_every,
                                               resume=settings.resume is not None, fingerprint=fingerprint)
         every = f" every {settings.checkpoint_every} steps" if settings.checkpoint_every else " at the end"
@@ -171,6 +173,43 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
         report(f"data parallel: {parallel.world} processes, global batch {settings.batch} "
                f"({settings.batch // parallel.world} crops each)")
     return outcome, problem, spec
+
+
+def _sr_problem(settings: SearchSettings, target, preset, strategy, out: Path, report, parallel):
+    """TSD-SR's problem: calibration latents of the train photographs, L1 to the teacher + perceptual (TinySR A.3)."""
+    from pruneseek.experiment.strategy import candidate_scorer
+    from pruneseek.latents import calibration_latents, check_finite, select_images, target_pairs
+    from pruneseek.losses import perceptual_loss
+    from pruneseek.sr_problem import sr_search_problem
+
+    perceptual, note = perceptual_loss(settings.perceptual)
+    report(f"strategy: {strategy.name}; loss: L1 to the teacher's latent + {note}")
+    spec = target_pairs(target, select_images("train", settings.data), settings.crops, settings.crop_size,
+                        settings.seed)
+    data = calibration_latents(target, spec, progress=settings.progress and parallel.is_main)
+    for key in ("z_lr", "z_tea"):
+        check_finite(key, data[key])
+    problem = sr_search_problem(target, data, preset.space, settings.steps, settings.batch, settings.seed, perceptual,
+                                topology=preset.topology, k=preset.transfer_k or 1)
+    problem.candidate_score = candidate_scorer(target, data, perceptual)
+    return SearchOutcome(target, preset, strategy, note, out), problem, spec
+
+
+def _family_problem(settings: SearchSettings, target, preset, strategy, out: Path, report):
+    """A family model's problem: match the full model's outputs on calibration inputs (:mod:`pruneseek.matching`);
+    a quarter of the inputs is held out to score ``race``'s candidates."""
+    from pruneseek import recipes
+    from pruneseek.matching import CalibrationSpec, calibration, matching_problem, matching_scorer
+
+    calib = calibration(target, settings.crops, settings.seed, settings.crop_size, settings.data)
+    train, validation = calib.split()
+    report(f"strategy: {strategy.name}; loss: {target.family.objective}; calibration inputs: {calib.note}")
+    problem = matching_problem(target, train, preset.space, settings.steps, min(settings.batch, len(train)),
+                               settings.seed, topology=preset.topology, k=preset.transfer_k or 1)
+    problem.candidate_score = matching_scorer(target, train, validation, settings.batch, recipes.RECOVERY["lr"])
+    spec = CalibrationSpec(images=[settings.data] if settings.data else [], count=settings.crops,
+                           hr_size=settings.crop_size, note=calib.note)
+    return SearchOutcome(target, preset, strategy, target.family.objective, out), problem, spec
 
 
 def search_summary(outcome: SearchOutcome, settings: SearchSettings, spec, seconds: float) -> dict:
@@ -216,7 +255,7 @@ def run_search_experiment(settings: SearchSettings, parallel, report: Callable[[
     if outcome.learned:
         metrics["final_loss"] = float(sum(result.loss_history[-20:]) / max(1, len(result.loss_history[-20:])))
     mask, outcome.notes = result_mask_file(result, outcome.strategy.name, outcome.target, outcome.preset,
-                                           settings.seed, metrics)
+                                           settings.seed, metrics, getattr(spec, "note", None))
     outcome.mask_path = mask.save(outcome.out / "mask.json")
     outcome.summary = search_summary(outcome, settings, spec, time.perf_counter() - started)
     atomic_write_json(outcome.out / "summary.json", outcome.summary)

@@ -188,3 +188,33 @@ def find_preset(model: str, ratio: float | Fraction) -> SpacePreset:
         f"no bundled {model} preset realises ratio {float(r):.4g}; available ratios: {offered}; "
         "or give --space with a preset of your own"
     )
+
+
+def stack_space(model: str, sizes: list[int], ratio: float | Fraction) -> SpacePreset:
+    """A space for a model without a bundled preset of its size: one block per stack (full space within each), each
+    keeping the share ``1 − ratio`` (FLUX: its double and single stacks pruned apart, as Flux.1-Lite reads them).
+    When a stack cannot realise ``ratio`` on its own, one block over all layers (the full space C(N, M))."""
+    from pruneseek.spaces.ratio import keep_for_ratio
+
+    try:
+        blocks = [(size, keep_for_ratio(ratio, size, what="stack")) for size in sizes]
+    except SpaceError:
+        blocks = [(sum(sizes), keep_for_ratio(ratio, sum(sizes), what="model"))]
+    space = BlockSpace(blocks)
+    name = f"{model}-{space.num_layers}-r{float(space.ratio):.2g}-stacks"
+    return SpacePreset(name=name, space=space, model=model, source="pruneseek: one full block per stack",
+                       description=f"{model} {space.num_layers} → {sum(k for _, k in blocks)}: {space.describe()}")
+
+
+def family_preset(model: str, ratio: float | Fraction | None, space: str | None, sizes: list[int]) -> SpacePreset:
+    """``--space`` if given, else the bundled preset for ``model`` with this layer count and ``ratio``, else
+    :func:`stack_space`."""
+    if space:
+        return load_preset(space)
+    r = check_ratio(0.5 if ratio is None else ratio)
+    for name in list_presets():
+        preset = load_preset(name)
+        if (preset.model == model and preset.space.num_layers == sum(sizes)
+                and abs(preset.space.ratio - r) <= RATIO_TOLERANCE):
+            return preset
+    return stack_space(model, sizes, r)

@@ -10,6 +10,7 @@ Rule.
 1. **Candidates**: the masks of the cheap rule-based strategies named in ``rules`` (each run on the problem with
    its own defaults, overridden by the ``rule_settings`` it has, and the search seed); then ``screen`` masks drawn
    uniformly from the search space (seeded) are scored by the calibration loss (as ``random-min`` scores them)
+   (a rule that cannot prune this model, such as bk-sdm's halves on some layer counts, is left out)
    and the lowest join until ``candidates`` distinct masks are in the race. Masks outside the space are kept (a
    rule may choose one); duplicates once.
 2. **Rounds** (successive halving; Jamieson & Talwalkar, arXiv:1502.07943, the inner loop of Hyperband, Li et
@@ -74,7 +75,10 @@ class Race(RuleStrategy):
         out: dict[bytes, tuple[str, np.ndarray]] = {}
         for name in self.settings["rules"]:
             own = {k: v for k, v in self.settings["rule_settings"].items() if k in strategy_class(name).defaults}
-            result = get_strategy(name, **own).search(problem, seed=seed)
+            try:
+                result = get_strategy(name, **own).search(problem, seed=seed)
+            except StrategyError:  # a rule that does not apply to this model (bk-sdm's halves on an odd count)
+                continue
             meter.add(result.cost)
             mask = np.asarray(result.mask, dtype=np.uint8)
             out.setdefault(mask.tobytes(), (name, mask))

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pruneseek.engine import MaskedStack
-from pruneseek.targets.sd3 import masked_sd3_forward, sd3_stack
+from pruneseek.targets.sd3 import masked_forward, sd3_stack
 
 #: TSD-SR's timestep for its single step (σ = 1).
 ONE_STEP_T = 1000.0
@@ -62,7 +62,7 @@ class SRTarget:
         """v(z_LR; t = 1000, default prompt), with the blocks under ``masks`` ``(batch, N)`` if given."""
         b = z_lr.shape[0]
         dtype = next(self.transformer.parameters()).dtype
-        return masked_sd3_forward(
+        return masked_forward(
             self.transformer,
             self.stack,
             hidden_states=z_lr.to(dtype),

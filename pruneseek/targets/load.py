@@ -28,8 +28,23 @@ class TargetSource:
     device: str = "cpu"
     #: A pruned model folder written by ``pruneseek export`` (its ``EXPORT.json`` names the source model).
     pruned: Path | None = None
+    #: The model family (``--model``): "tsdsr" (the SR target above) or a family of
+    #: :mod:`pruneseek.targets.family` ("sd3", "flux", "dit", "causal-lm"), loaded from ``base``.
+    family: str = "tsdsr"
 
     def __post_init__(self) -> None:
+        if self.family != "tsdsr":
+            from pruneseek.targets.family import get_family
+
+            get_family(self.family)
+            if self.base is None:
+                raise TargetError(f"--model {self.family} needs --base DIR: a local {self.family} model or pipeline folder")
+            extra = [flag for flag, v in (("--lora", self.lora), ("--embeddings", self.embeddings),
+                                          ("--weights", self.weights)) if v is not None]
+            if extra:
+                raise TargetError(f"{', '.join(extra)} belong(s) to --model tsdsr; --model {self.family} reads "
+                                  "everything from --base")
+            return
         real = [self.base, self.lora, self.embeddings]
         if any(real) and not all(real):
             raise TargetError("the real TSD-SR needs all of --base, --lora and --embeddings (local folders)")
@@ -40,8 +55,13 @@ class TargetSource:
 
     @property
     def is_real(self) -> bool:
-        """True for the real TSD-SR (``--base/--lora/--embeddings``), False for tsdsr-mini."""
-        return self.base is not None
+        """True for the real TSD-SR (``--base/--lora/--embeddings``), False for tsdsr-mini and other families."""
+        return self.base is not None and not self.is_family
+
+    @property
+    def is_family(self) -> bool:
+        """True for a model family other than TSD-SR (``--model sd3|flux|dit|causal-lm --base DIR``)."""
+        return self.family != "tsdsr"
 
     @property
     def mini_weights(self) -> Path:
@@ -52,6 +72,10 @@ class TargetSource:
 
     def load(self, merge_lora: bool = True):
         """The :class:`~pruneseek.targets.base.SRTarget` (TSD-SR's LoRA merged unless ``merge_lora`` is False)."""
+        if self.is_family:
+            from pruneseek.targets.family import load_family
+
+            return load_family(self.family, Path(self.base), self.device)
         if self.pruned is not None:
             return load_pruned(Path(self.pruned), self)
         if self.is_real:
@@ -66,6 +90,8 @@ class TargetSource:
         """What identifies the weights in a run's fingerprint: the mini file's sha256, or the real folders' paths."""
         from pruneseek.io import file_sha256
 
+        if self.is_family:
+            return self.identity()
         if self.is_real:
             return {"base": str(Path(self.base).resolve()), "lora": str(Path(self.lora).resolve()),
                     "embeddings": str(Path(self.embeddings).resolve())}
@@ -75,6 +101,12 @@ class TargetSource:
         """The weights' identity recorded in an export (file names and content hashes)."""
         from pruneseek.io import file_sha256
 
+        if self.is_family:
+            from pruneseek.targets.family import get_family, model_folder
+
+            folder, _ = model_folder(get_family(self.family), Path(self.base))
+            return {"family": self.family, "base": str(Path(self.base).resolve()),
+                    "config_sha256": file_sha256(folder / "config.json")}
         if self.is_real:
             from pruneseek.targets.tsdsr import POOLED_FILE, PROMPT_FILE, TRANSFORMER_FILE
 

@@ -1,47 +1,82 @@
 """The SD3 MMDiT (diffusers ``SD3Transformer2DModel``) under a per-sample depth mask (docs/design.md §2, §7).
 
-:func:`masked_sd3_forward` is ``SD3Transformer2DModel.forward`` with the block loop handed to the
-engine's :class:`~pruneseek.engine.MaskedStack`: patch + position embedding, the time/pooled-text
-embedding ``temb``, the context embedder, then the 24 joint blocks under the mask, then the output
-norm, projection and unpatchify. For a hard mask it equals the diffusers forward with
-``skip_layers=[dropped indices]`` (tests/test_sd3_target.py checks this at float32).
+The masked forward *is* diffusers' ``SD3Transformer2DModel.forward``: :func:`sd3_stack` gates the model's
+``transformer_blocks`` in place (:mod:`pruneseek.engine.inplace`) and :func:`masked_forward` calls the model under
+a mask. For a hard mask it equals diffusers' own ``skip_layers=[dropped indices]`` and the model with the
+dropped blocks deleted (tests/test_sd3_target.py); SD3.5's options (dual attention layers, qk norm) run the
+same way, since only the block loop is touched.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from pruneseek.engine import MaskedStack, MMDiTStream
+from pruneseek.engine import MaskedStack
 
 
 def sd3_stack(model: nn.Module) -> MaskedStack:
-    """The engine's view of the model's ``transformer_blocks`` (shared, not copied)."""
-    return MaskedStack(model.transformer_blocks, MMDiTStream())
+    """The engine's view of the model's ``transformer_blocks``, gated in place (shared, not copied)."""
+    return MaskedStack.over(model.transformer_blocks)
 
 
-def unpatchify(model: nn.Module, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    p = model.config.patch_size
-    h, w = height // p, width // p
-    x = tokens.reshape(tokens.shape[0], h, w, p, p, model.out_channels)
-    x = torch.einsum("nhwpqc->nchpwq", x)
-    return x.reshape(tokens.shape[0], model.out_channels, h * p, w * p)
+def masked_forward(model: nn.Module, stack: MaskedStack, masks: torch.Tensor | None = None, mode: str = "blend",
+                   **inputs) -> torch.Tensor:
+    """The model's own output (``return_dict=False``, first item) with its blocks under ``masks`` ``(batch, N)``."""
+    with stack.masking(masks, mode):
+        return model(**inputs, return_dict=False)[0]
 
 
-def masked_sd3_forward(
-    model: nn.Module,
-    stack: MaskedStack,
-    hidden_states: torch.Tensor,
-    encoder_hidden_states: torch.Tensor,
-    pooled_projections: torch.Tensor,
-    timestep: torch.Tensor,
-    masks: torch.Tensor | None = None,
-    mode: str = "blend",
-) -> torch.Tensor:
-    """The SD3 transformer's output (velocity) with its blocks run under ``masks`` (``(batch, N)``)."""
-    height, width = hidden_states.shape[-2:]
-    h = model.pos_embed(hidden_states).contiguous()
-    temb = model.time_text_embed(timestep, pooled_projections)
-    c = model.context_embedder(encoder_hidden_states)
-    h, _ = stack((h, c), masks, mode=mode, temb=temb)
-    h = model.proj_out(model.norm_out(h, temb))
-    return unpatchify(model, h, height, width)
+# ----- the sd3 family (--model sd3): SD3 / SD3.5 transformers other than TSD-SR -----------------------------------
+
+from pruneseek.targets.family import Family  # noqa: E402 (the family builds on the masked forward above)
+
+
+def text_ids(tokens: int, device=None) -> torch.Tensor:
+    return torch.zeros(tokens, 3, device=device)
+
+
+class SD3Family(Family):
+    """``SD3Transformer2DModel`` (SD3-medium, SD3.5 with dual attention layers and qk norm): one stack of joint
+    blocks, the last one ``context_pre_only``; calibration inputs are latents, prompt and pooled embeddings and
+    timesteps on the flow-matching scale (0–1000); the objective matches the predicted velocity."""
+
+    name = "sd3"
+    classes = ("SD3Transformer2DModel",)
+
+    def load_model(self, folder, config):
+        from diffusers import SD3Transformer2DModel
+
+        return SD3Transformer2DModel.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
+
+    def build(self, config):
+        from diffusers import SD3Transformer2DModel
+
+        return SD3Transformer2DModel.from_config(config)
+
+    def synthetic_inputs(self, model, count, seed, size):
+        c = model.config
+        g = torch.Generator().manual_seed(seed)
+        side = size - size % c.patch_size
+        return {
+            "hidden_states": torch.randn(count, c.in_channels, side, side, generator=g),
+            "encoder_hidden_states": torch.randn(count, 8, c.joint_attention_dim, generator=g),
+            "pooled_projections": torch.randn(count, c.pooled_projection_dim, generator=g),
+            "timestep": torch.rand(count, generator=g) * 1000,
+        }, {}
+
+    def synthetic_note(self, model, size):
+        return (f"synthetic: N(0, 1) latents {model.config.in_channels}×{size}×{size}, 8 N(0, 1) prompt tokens and a "
+                "pooled embedding, timesteps uniform on [0, 1000)")
+
+    def pruned_config(self, config, kept_per_stack):
+        """``num_layers`` set, and SD3.5's ``dual_attention_layers`` (block indices) renumbered to the kept blocks."""
+        out = super().pruned_config(config, kept_per_stack)
+        dual = set(out.get("dual_attention_layers") or ())
+        if dual:
+            out["dual_attention_layers"] = [new for new, old in enumerate(kept_per_stack[0]) if old in dual]
+        return out
+
+    def prune_state(self, state, config, kept_per_stack, prefixes):
+        from pruneseek.export.prune import prune_block_keys
+
+        return prune_block_keys(state, int(config["num_layers"]), kept_per_stack[0])
