@@ -50,7 +50,9 @@ class CausalLMFamily(Family):
 
     def load_model(self, folder, config):
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # one line per outcome on stderr; pruneseek shows its own progress
         return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
 
     def build(self, config):
