@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pruneseek.errors import PresetError
+from pruneseek.errors import PresetError, SpaceError
 from pruneseek.spaces import BlockSpace, find_preset, list_presets, load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +46,8 @@ def test_find_preset_by_model_and_ratio():
     assert find_preset("tsdsr", 0.67).name == "tsdsr-24-r67"
     with pytest.raises(PresetError, match=r"available ratios: 0.3333 \(tsdsr-24-r33\), 0.5"):
         find_preset("tsdsr", 0.25)
-    with pytest.raises(PresetError, match="no bundled search-space preset for model 'flux'"):
-        find_preset("flux", 0.5)
+    with pytest.raises(PresetError, match="no bundled search-space preset for model 'unet'"):
+        find_preset("unet", 0.5)
 
 
 @pytest.mark.parametrize(
@@ -105,3 +105,18 @@ def test_presets_are_bundled_in_the_wheel(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")})
     assert res.returncode == 0, res.stderr
     assert "_bundled/search_spaces/tsdsr-24-r50.toml" in res.stdout
+
+
+def test_family_presets_by_layer_count_else_one_block_per_stack():
+    from pruneseek.spaces.presets import family_preset, stack_space
+
+    assert family_preset("flux", 0.33, None, [19, 38]).name == "flux-57-r33"  # stacks apart by default
+    assert family_preset("flux", 0.33, "flux-57-r33-joint", [19, 38]).space.blocks[0].size == 57
+    assert family_preset("causal-lm", 0.28, None, [32]).space.num_kept == 23
+    assert family_preset("sd3", 0.5, None, [24]).name == "sd3-24-r50"
+    tiny = family_preset("flux", 0.5, None, [2, 6])  # no bundled preset for 8 layers
+    assert [(b.size, b.keep) for b in tiny.space.blocks] == [(2, 1), (6, 3)]
+    odd = stack_space("flux", [3, 5], 0.5)  # neither stack halves: one block over all 8
+    assert [(b.size, b.keep) for b in odd.space.blocks] == [(8, 4)]
+    with pytest.raises(SpaceError, match="cannot be realised"):
+        stack_space("dit", [7], 0.5)
