@@ -148,9 +148,16 @@ class Trainer:
 # ----- LoRA -------------------------------------------------------------------------------------------------------
 
 def linear_targets(model: nn.Module, within: nn.Module | None = None) -> list[str]:
-    """Full names (in ``model``) of every ``nn.Linear`` inside ``within`` (default: the whole model)."""
+    """Full names (in ``model``) of every linear layer inside ``within`` (default: the whole model): ``nn.Linear``
+    and transformers' ``Conv1D`` (GPT-2's transposed linear, which peft adapts too)."""
     scope = {id(m) for m in (within if within is not None else model).modules()}
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and id(m) in scope and name]
+    return [name for name, m in model.named_modules()
+            if (isinstance(m, nn.Linear) or _is_conv1d(m)) and id(m) in scope and name]
+
+
+def _is_conv1d(module: nn.Module) -> bool:
+    cls = type(module)
+    return cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers.")
 
 
 def inject_lora(model: nn.Module, rank: int, alpha: float, target_modules: Sequence[str] | str,

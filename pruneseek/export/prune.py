@@ -36,10 +36,14 @@ def check_keep(keep: Sequence[int], num_layers: int) -> list[int]:
 
 
 def pruned_config(config: Mapping, keep: Sequence[int]) -> dict:
-    """The transformer config with ``num_layers = len(keep)`` (diffusers' private keys dropped)."""
+    """The transformer config with ``num_layers = len(keep)`` (diffusers' private keys dropped) and SD3.5's
+    ``dual_attention_layers`` (block indices) renumbered to the kept blocks."""
     out = {k: v for k, v in dict(config).items() if not k.startswith("_")}
-    check_keep(keep, int(out["num_layers"]))
+    keep = check_keep(keep, int(out["num_layers"]))
     out["num_layers"] = len(keep)
+    dual = set(out.get("dual_attention_layers") or ())
+    if dual:
+        out["dual_attention_layers"] = [new for new, old in enumerate(keep) if old in dual]
     return out
 
 

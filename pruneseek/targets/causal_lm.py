@@ -26,6 +26,18 @@ PER_LAYER_KEYS = ("layer_types", "mlp_only_layers", "no_rope_layers", "sliding_w
 SEQUENCE = 16
 
 
+def causal_lm_classes() -> set[str]:
+    """Every class name transformers' AutoModelForCausalLM maps to (GPT2LMHeadModel, …)."""
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    except ImportError:  # pragma: no cover - transformers always has it
+        return set()
+    names: set[str] = set()
+    for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        names.update([value] if isinstance(value, str) else value)
+    return names
+
+
 def _get(model, dotted: str):
     obj = model
     for part in dotted.split("."):
@@ -42,8 +54,13 @@ class CausalLMFamily(Family):
     layer_keys = ("num_hidden_layers",)
     objective = "KL divergence from the unpruned model's next-token distribution"
 
+    classes = ("*ForCausalLM", "GPT2LMHeadModel and the other causal-LM heads transformers knows")
+
     def matches(self, config):
-        return "_class_name" not in config and any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
+        if "_class_name" in config:
+            return False
+        return any(str(a).endswith("ForCausalLM") or str(a) in causal_lm_classes()
+                   for a in config.get("architectures") or [])
 
     def describe_config(self, config):
         return ", ".join(config.get("architectures") or []) or f"model_type {config.get('model_type')!r}"

@@ -147,6 +147,9 @@ def load_pruned(folder: Path, source: TargetSource, latent=None, merge_lora: boo
 
     record = export_record(folder)
     model = record["source"]["model"]
+    if record["source"].get("family") or model not in ("tsdsr", "tsdsr-mini"):
+        raise TargetError(f"{folder} holds a pruned {model} model: retrain, evaluate and upscale run on TSD-SR exports; "
+                          "load this one with its library's from_pretrained")
     if model == "tsdsr" and not source.is_real:
         raise TargetError(f"{folder} was exported from the real TSD-SR; give --base, --lora and --embeddings for its "
                           "VAE (the transformer comes from the folder)")

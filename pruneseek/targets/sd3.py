@@ -69,12 +69,10 @@ class SD3Family(Family):
                 "pooled embedding, timesteps uniform on [0, 1000)")
 
     def pruned_config(self, config, kept_per_stack):
-        """``num_layers`` set, and SD3.5's ``dual_attention_layers`` (block indices) renumbered to the kept blocks."""
-        out = super().pruned_config(config, kept_per_stack)
-        dual = set(out.get("dual_attention_layers") or ())
-        if dual:
-            out["dual_attention_layers"] = [new for new, old in enumerate(kept_per_stack[0]) if old in dual]
-        return out
+        """``num_layers`` set, SD3.5's ``dual_attention_layers`` renumbered (as TSD-SR's export does)."""
+        from pruneseek.export.prune import pruned_config
+
+        return pruned_config(config, kept_per_stack[0])
 
     def prune_state(self, state, config, kept_per_stack, prefixes):
         from pruneseek.export.prune import prune_block_keys

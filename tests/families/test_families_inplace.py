@@ -18,7 +18,9 @@ from pruneseek.cli import main  # noqa: E402
 from pruneseek.errors import EngineError, TargetError  # noqa: E402
 from pruneseek.targets.family import load_family  # noqa: E402
 
-FAMILIES = ["sd3", "sd35", "flux", "dit", "causal-lm"]
+FAMILIES = ["sd3", "sd35", "flux", "dit", "causal-lm", "gpt2"]
+#: The --model name of each tiny model (sd35 is an SD3 transformer with SD3.5's options, gpt2 a causal LM).
+MODEL = {"sd35": "sd3", "gpt2": "causal-lm"}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def folders(tmp_path_factory):
 
 
 def _target(folders, family):
-    return load_family("sd3" if family == "sd35" else family, folders[family])
+    return load_family(MODEL.get(family, family), folders[family])
 
 
 def _inputs(target, count=3):
@@ -47,7 +49,7 @@ def _deleted(target, keep):
         for i in reversed(range(size)):
             if i not in kept:
                 del layers[i]
-    if target.name == "causal-lm":
+    if target.name == "causal-lm":  # Llama runs self.layers[: config.num_hidden_layers]
         model.config.num_hidden_layers = len(keep)
     return model
 
@@ -129,6 +131,21 @@ def test_every_strategy_searches_dit_and_flux(folders, tmp_path, family, strateg
     mask = json.loads((out / "mask.json").read_text())
     assert mask["model"]["name"] == family and len(mask["mask"]) == 8 and sum(mask["mask"]) == 4
     assert "calibration inputs: synthetic" in mask["notes"]
+
+
+@pytest.mark.parametrize("family", ["sd35", "causal-lm", "gpt2"])
+@pytest.mark.parametrize("strategy", ["tinyfusion", "shortgpt", "sensitivity"])
+def test_strategies_search_sd3_and_language_models(folders, tmp_path, family, strategy, capsys):
+    out = tmp_path / "run"
+    code = main(["search", "--model", MODEL.get(family, family), "--base", str(folders[family]), "--strategy", strategy,
+                 "--steps", "2", "--crops", "8", "--crop-size", "4", "--batch", "2", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    mask = json.loads((out / "mask.json").read_text())
+    assert sum(mask["mask"]) * 2 == len(mask["mask"]) == folders_layers(family)
+
+
+def folders_layers(family: str) -> int:
+    return {"sd35": tiny.SD35["num_layers"], "causal-lm": tiny.LLAMA["num_hidden_layers"], "gpt2": tiny.GPT2["n_layer"]}[family]
 
 
 def test_flux_default_space_prunes_each_stack_apart(folders, tmp_path):

@@ -19,6 +19,9 @@ LLAMA = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_lay
              num_key_value_heads=2, max_position_embeddings=64)
 
 
+GPT2 = dict(vocab_size=64, n_embd=16, n_layer=4, n_head=2, n_positions=64)
+
+
 def build(family: str, seed: int = 0):
     torch.manual_seed(seed)
     if family == "sd3":
@@ -45,6 +48,10 @@ def build(family: str, seed: int = 0):
         from transformers import LlamaConfig, LlamaForCausalLM
 
         return LlamaForCausalLM(LlamaConfig(**LLAMA))
+    if family == "gpt2":  # another decoder layout (transformer.h, n_layer)
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        return GPT2LMHeadModel(GPT2Config(**GPT2))
     raise ValueError(family)
 
 
