@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-import tiny
+from pruneseek.targets import tiny
 
 from pruneseek.cli import main
 from pruneseek.errors import ExportError

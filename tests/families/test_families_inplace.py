@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny  # noqa: E402
+from pruneseek.targets import tiny  # noqa: E402
 
 from pruneseek.cli import main  # noqa: E402
 from pruneseek.errors import EngineError, TargetError  # noqa: E402

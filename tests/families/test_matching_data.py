@@ -3,7 +3,6 @@ through the model's tokenizer; same keys and shapes as the synthetic inputs, see
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,7 @@ from pruneseek.matching import calibration
 from pruneseek.matching_data import pack, user_inputs
 from pruneseek.targets.family import load_family
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny  # noqa: E402
+from pruneseek.targets import tiny  # noqa: E402
 
 #: The latent channels of each tiny transformer's VAE (FLUX packs 2×2: in_channels 8 = 4 × 2).
 LATENT_CHANNELS = {"sd3": 4, "flux": 2, "dit": 4}

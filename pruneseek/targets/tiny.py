@@ -1,4 +1,11 @@
-"""Tiny random models of the real classes, saved with save_pretrained (model and pipeline layouts)."""
+"""Tiny random models of each family's real class, saved with ``save_pretrained`` (model or pipeline layout).
+
+For the tests and for trying ``--model sd3|flux|dit|causal-lm`` without downloading anything:
+
+    python -m pruneseek.targets.tiny DIR     # DIR/sd3, DIR/sd35, DIR/flux (pipeline layout), DIR/dit, DIR/llama, DIR/gpt2
+
+The weights are random (seeded): a search on them exercises the whole path, not a meaningful decision.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +26,7 @@ LLAMA = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_lay
              num_key_value_heads=2, max_position_embeddings=64)
 
 
-GPT2 = dict(vocab_size=64, n_embd=16, n_layer=4, n_head=2, n_positions=64)
+GPT2 = dict(vocab_size=64, n_embd=16, n_layer=4, n_head=2, n_positions=64, bos_token_id=0, eos_token_id=0)
 
 
 def build(family: str, seed: int = 0):
@@ -55,6 +62,11 @@ def build(family: str, seed: int = 0):
     raise ValueError(family)
 
 
+#: The folders :func:`main` writes: name → (builder key, pipeline layout).
+DEMO = {"sd3": ("sd3", False), "sd35": ("sd35", False), "flux": ("flux", True), "dit": ("dit", False),
+        "llama": ("causal-lm", False), "gpt2": ("gpt2", False)}
+
+
 def save(family: str, folder: Path, pipeline: bool = False, seed: int = 0) -> Path:
     """Save a tiny model to ``folder`` (or ``folder/transformer`` with a model_index.json for ``pipeline``)."""
     model = build(family, seed)
@@ -63,3 +75,22 @@ def save(family: str, folder: Path, pipeline: bool = False, seed: int = 0) -> Pa
     if pipeline:
         (folder / "model_index.json").write_text('{"_class_name": "Pipeline"}')
     return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pruneseek.targets.tiny", description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder to write the tiny models into")
+    args = parser.parse_args(argv)
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    for name, (key, pipeline) in DEMO.items():
+        folder = save(key, args.out / name, pipeline=pipeline)
+        print(f"{folder}: {type(build(key)).__name__}{' (pipeline layout)' if pipeline else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
