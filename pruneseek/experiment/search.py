@@ -89,7 +89,8 @@ def result_mask_file(result, strategy_name: str, target, preset, seed: int, metr
         notes = f"calibration inputs: {data_note}" + (f"; {notes}" if notes else "")
     mask = MaskFile.from_mask(
         result.mask, model_name=target.name, strategy_name=strategy_name, settings=result.settings,
-        space=space, preset=preset.name if space is preset.space else None, transfer=transfer,
+        space=space, preset=preset.name if space is preset.space and preset.path is not None else None,
+        transfer=transfer,
         probabilities=result.probabilities if space is preset.space and result.probabilities else None,
         marginals=result.marginals, seed=seed, steps=result.steps, confidence=result.confidence,
         metrics=metrics or {}, notes=notes,
@@ -203,7 +204,7 @@ def _family_problem(settings: SearchSettings, target, preset, strategy, out: Pat
 
     calib = calibration(target, settings.crops, settings.seed, settings.crop_size, settings.data)
     train, validation = calib.split()
-    report(f"strategy: {strategy.name}; loss: {target.family.objective}; calibration inputs: {calib.note}")
+    report(f"strategy: {strategy.name}; loss: {target.family.objective}")
     problem = matching_problem(target, train, preset.space, settings.steps, min(settings.batch, len(train)),
                                settings.seed, topology=preset.topology, k=preset.transfer_k or 1)
     problem.candidate_score = matching_scorer(target, train, validation, settings.batch, recipes.RECOVERY["lr"])
@@ -365,7 +366,8 @@ def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
     notes = f"majority decision over seeds {list(seeds)} (docs/design.md §4.8)"
     mask = MaskFile.from_mask(
         majority, model_name=first.target.name, strategy_name=first.strategy.name, settings=first.result.settings,
-        space=block_space, preset=first.preset.name if in_preset else None, transfer=transfer,
+        space=block_space, preset=first.preset.name if in_preset and first.preset.path is not None else None,
+        transfer=transfer,
         marginals=outcome.keep_frequency, seed=seeds[0], steps=first.result.steps,
         metrics={"seeds": list(seeds), "per_seed_masks": masks, "agree_all": outcome.agree_all,
                  "kept_by_all": outcome.kept_by_all, "dropped_by_all": outcome.dropped_by_all},

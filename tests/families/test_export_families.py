@@ -267,3 +267,22 @@ def test_dit_with_separate_embedders_keeps_block_0(tmp_path, capsys):
     record = export_family(target, keep, tmp_path / "out")
     assert record["verified"]["max_abs_diff_vs_masked"] <= 1e-4
     check_equal({"model": "dit", "base": tmp_path / "dit"}, tmp_path / "out", keep)
+
+
+def test_flux_at_full_depth_uses_the_stacks_preset_and_exports_both_counts(tmp_path, capsys):
+    """A narrow FLUX with FLUX.1's 19 + 38 blocks: --ratio 0.33 picks flux-57-r33 (each stack pruned apart)."""
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    FluxTransformer2DModel(**{**tiny.FLUX, "num_layers": 19, "num_single_layers": 38}).save_pretrained(
+        str(tmp_path / "flux" / "transformer"))
+    assert main(["search", "--model", "flux", "--base", str(tmp_path / "flux"), "--ratio", "0.33", "--strategy",
+                 "random-min", "--crops", "4", "--crop-size", "4", "--batch", "2", "--out", str(tmp_path / "s"),
+                 "--quiet"]) == 0
+    mask = json.loads((tmp_path / "s" / "mask.json").read_text())
+    assert mask["space"]["preset"] == "flux-57-r33" and sum(mask["mask"][:19]) == 13 and sum(mask["mask"][19:]) == 25
+    assert main(["export", "--model", "flux", "--base", str(tmp_path / "flux"), "--mask", str(tmp_path / "s" / "mask.json"),
+                 "--out", str(tmp_path / "e")]) == 0
+    config = json.loads((tmp_path / "e" / "config.json").read_text())
+    assert (config["num_layers"], config["num_single_layers"]) == (13, 25)
+    assert json.loads((tmp_path / "e" / "EXPORT.json").read_text())["verified"]["max_abs_diff_vs_masked"] <= 1e-5
