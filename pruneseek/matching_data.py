@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from pruneseek.errors import DataError, TargetError
+from pruneseek.targets.family import latent_side
 
 IMAGE_FAMILIES = ("sd3", "flux", "dit")
 #: Files one of which a folder with a saved tokenizer holds.
@@ -213,13 +214,7 @@ def image_inputs(target, folder: Path, count: int, seed: int, size: int) -> tupl
                         f"in_channels {config.in_channels}{packed}, i.e. a VAE with {needed}; give the pipeline the "
                         "model was trained with")
     samples, shared = target.family.synthetic_inputs(target.model, count, seed, size)
-    if name == "flux":
-        side = 2 * max(1, size // 2)
-    else:
-        side = size - size % int(config.patch_size)
-    if side < 1:
-        raise DataError(f"--crop-size {size} is smaller than the {name} model's patch size {config.patch_size}; "
-                        "use a larger --crop-size")
+    side = 2 * max(1, size // 2) if name == "flux" else latent_side(target.model, size)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     g = torch.Generator().manual_seed(seed)
     images, used = image_batch(files, count, side * factor, g)

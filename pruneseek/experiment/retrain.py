@@ -45,7 +45,7 @@ import torch
 
 from pruneseek import recipes
 from pruneseek.errors import PruneseekError
-from pruneseek.targets.load import TargetSource, export_record, load_pruned
+from pruneseek.targets.load import TargetSource, check_sr_export, export_record, load_pruned
 
 FORMAT = "pruneseek.retrain/v1"
 #: Files of the export folder carried into the output unchanged (besides the retrained weights).
@@ -286,6 +286,7 @@ def _load(s: RetrainSettings, record: dict, report: Callable[[str], None]):
     against the teacher."""
     from pruneseek.latents import calibration_latents, check_finite, select_images, target_pairs
 
+    check_sr_export(Path(s.pruned), record)
     teacher = s.source.load()
     made_from = record["source"]
     if made_from.get("model") != teacher.name or (not s.source.is_real and made_from.get(

@@ -31,7 +31,7 @@ from torch import nn
 
 from pruneseek import __version__
 from pruneseek.errors import ExportError
-from pruneseek.export.folder import FORMAT, _move_into_place, _temporary_folder, check_destination
+from pruneseek.export.folder import FORMAT, building, check_destination
 from pruneseek.export.measure import count_params
 from pruneseek.export.prune import check_keep
 from pruneseek.fingerprint import settings_hash
@@ -183,8 +183,7 @@ def export_family(
     target.family.check_export(target.model, kept_per_stack)
     fingerprint = _fingerprint(target, identity, keep)
     check_destination(out, fingerprint, force)
-    tmp = _temporary_folder(out)
-    try:
+    with building(out) as tmp:
         config, pruned = build_pruned(target, kept_per_stack)
         pruned.save_pretrained(str(tmp))
         atomic_write_json(tmp / "prune_mask.json", [1 if i in keep else 0 for i in range(target.num_layers)])
@@ -220,11 +219,7 @@ def export_family(
         del pruned
         record["verified"] = _verify(target, tmp, config, keep, verify_size) if verify else None
         atomic_write_json(tmp / "EXPORT.json", record)
-        _move_into_place(tmp, out)
-        return record
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return record
 
 
 __all__ = ["build_pruned", "export_family", "model_config", "verify_inputs"]

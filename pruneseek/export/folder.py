@@ -15,6 +15,7 @@ interrupted export leaves no half folder; a folder holding a different export is
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -178,8 +179,7 @@ def export_checkpoint(
     out = Path(out)
     fingerprint = _fingerprint(source, keep, options)
     check_destination(out, fingerprint, force)
-    tmp = _temporary_folder(out)
-    try:
+    with building(out) as tmp:
         full = source.transformer.eval()
         device = next(full.parameters()).device
         dropped = [i for i in range(source.num_layers) if i not in keep]
@@ -198,8 +198,17 @@ def export_checkpoint(
         if options.measure:
             record["measure"] = _measure(source, full, pruned, variants, record, device, options)
         atomic_write_json(tmp / "EXPORT.json", record)
+    return record
+
+
+@contextlib.contextmanager
+def building(out: Path) -> Iterator[Path]:
+    """A temporary folder next to ``out`` to build an export in: renamed into place when the block ends, removed
+    (and ``out`` untouched) when it raises, so an interrupted export never leaves a half folder."""
+    tmp = _temporary_folder(out)
+    try:
+        yield tmp
         _move_into_place(tmp, out)
-        return record
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

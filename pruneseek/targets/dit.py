@@ -14,27 +14,17 @@ from __future__ import annotations
 import torch
 
 from pruneseek.errors import ExportError
-from pruneseek.targets.family import Family
+from pruneseek.targets.family import Family, latent_side
 
 
 class DiTFamily(Family):
     name = "dit"
     classes = ("DiTTransformer2DModel",)
 
-    def load_model(self, folder, config):
-        from diffusers import DiTTransformer2DModel
-
-        return DiTTransformer2DModel.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
-
-    def build(self, config):
-        from diffusers import DiTTransformer2DModel
-
-        return DiTTransformer2DModel.from_config(config)
-
     def synthetic_inputs(self, model, count, seed, size):
         c = model.config
         g = torch.Generator().manual_seed(seed)
-        side = size - size % c.patch_size
+        side = latent_side(model, size)
         return {
             "hidden_states": torch.randn(count, c.in_channels, side, side, generator=g),
             "timestep": torch.randint(0, 1000, (count,), generator=g),

@@ -48,8 +48,14 @@ class Family:
     def describe_config(self, config: dict) -> str:
         return str(config.get("_class_name"))
 
-    def load_model(self, folder: Path, config: dict) -> nn.Module:  # pragma: no cover - interface
-        raise NotImplementedError
+    def load_model(self, folder: Path, config: dict) -> nn.Module:
+        """The model from ``folder`` (local files only, float32); diffusers families load ``classes[0]``."""
+        return self._diffusers_class().from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
+
+    def _diffusers_class(self):
+        import diffusers
+
+        return getattr(diffusers, self.classes[0])
 
     def stacks(self, model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
         """``[(state-dict prefix of the block list, the block list), ...]``: the layers a mask covers, in order."""
@@ -83,12 +89,20 @@ class Family:
         """The kept blocks' weights renumbered per stack; everything outside the stacks passes through."""
         return renumber(state, prefixes, kept_per_stack)
 
-    def build(self, config: dict) -> nn.Module:  # pragma: no cover - interface
+    def build(self, config: dict) -> nn.Module:
         """An empty model of this family from a config dict (for the pruned export)."""
-        raise NotImplementedError
+        return self._diffusers_class().from_config(config)
 
     def check_export(self, model: nn.Module, kept_per_stack: list[list[int]]) -> None:
         """Refuse a mask the family cannot export exactly (DiT: see :mod:`pruneseek.targets.dit`)."""
+
+
+def latent_side(model: nn.Module, size: int) -> int:
+    """``size`` floored to the model's patch size (a latent side the patch embedding accepts)."""
+    patch = int(model.config.patch_size)
+    if size < patch:
+        raise TargetError(f"--crop-size {size} is smaller than the model's patch size {patch}; use a larger --crop-size")
+    return size - size % patch
 
 
 def renumber(state: dict[str, torch.Tensor], prefixes: list[str],

@@ -30,16 +30,6 @@ class FluxFamily(Family):
     classes = ("FluxTransformer2DModel",)
     layer_keys = ("num_layers", "num_single_layers")
 
-    def load_model(self, folder, config):
-        from diffusers import FluxTransformer2DModel
-
-        return FluxTransformer2DModel.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
-
-    def build(self, config):
-        from diffusers import FluxTransformer2DModel
-
-        return FluxTransformer2DModel.from_config(config)
-
     def stacks(self, model):
         return [("transformer_blocks", model.transformer_blocks),
                 ("single_transformer_blocks", model.single_transformer_blocks)]

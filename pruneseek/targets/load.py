@@ -133,6 +133,14 @@ def export_record(folder: Path) -> dict[str, Any]:
     return record
 
 
+def check_sr_export(folder: Path, record: dict) -> None:
+    """Refuse an export of another model family where an SR target is needed (retrain, evaluate, upscale)."""
+    model = record["source"]["model"]
+    if record["source"].get("family") or model not in ("tsdsr", "tsdsr-mini"):
+        raise TargetError(f"{folder} holds a pruned {model} model: retrain, evaluate and upscale run on TSD-SR exports; "
+                          "load this one with its library's from_pretrained")
+
+
 def load_pruned(folder: Path, source: TargetSource, latent=None, merge_lora: bool = True):
     """A pruned folder as an :class:`~pruneseek.targets.base.SRTarget`: the folder's transformer (plain diffusers
     ``from_pretrained``) and prompt embeddings, in the latent space of the model it was exported from.
@@ -146,10 +154,8 @@ def load_pruned(folder: Path, source: TargetSource, latent=None, merge_lora: boo
     from pruneseek.targets.base import SRTarget
 
     record = export_record(folder)
+    check_sr_export(folder, record)
     model = record["source"]["model"]
-    if record["source"].get("family") or model not in ("tsdsr", "tsdsr-mini"):
-        raise TargetError(f"{folder} holds a pruned {model} model: retrain, evaluate and upscale run on TSD-SR exports; "
-                          "load this one with its library's from_pretrained")
     if model == "tsdsr" and not source.is_real:
         raise TargetError(f"{folder} was exported from the real TSD-SR; give --base, --lora and --embeddings for its "
                           "VAE (the transformer comes from the folder)")

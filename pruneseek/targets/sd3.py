@@ -28,7 +28,7 @@ def masked_forward(model: nn.Module, stack: MaskedStack, masks: torch.Tensor | N
 
 # ----- the sd3 family (--model sd3): SD3 / SD3.5 transformers other than TSD-SR -----------------------------------
 
-from pruneseek.targets.family import Family  # noqa: E402 (the family builds on the masked forward above)
+from pruneseek.targets.family import Family, latent_side  # noqa: E402 (the family builds on the masked forward)
 
 
 def text_ids(tokens: int, device=None) -> torch.Tensor:
@@ -43,20 +43,10 @@ class SD3Family(Family):
     name = "sd3"
     classes = ("SD3Transformer2DModel",)
 
-    def load_model(self, folder, config):
-        from diffusers import SD3Transformer2DModel
-
-        return SD3Transformer2DModel.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
-
-    def build(self, config):
-        from diffusers import SD3Transformer2DModel
-
-        return SD3Transformer2DModel.from_config(config)
-
     def synthetic_inputs(self, model, count, seed, size):
         c = model.config
         g = torch.Generator().manual_seed(seed)
-        side = size - size % c.patch_size
+        side = latent_side(model, size)
         return {
             "hidden_states": torch.randn(count, c.in_channels, side, side, generator=g),
             "encoder_hidden_states": torch.randn(count, 8, c.joint_attention_dim, generator=g),

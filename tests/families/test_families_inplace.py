@@ -187,3 +187,20 @@ def test_a_folder_with_a_broken_weight_file_is_one_line(folders, tmp_path, capsy
 def test_load_family_refuses_unknown_family(folders):
     with pytest.raises(TargetError, match="unknown model family"):
         load_family("unet", folders["dit"])
+
+
+def test_crop_size_below_the_patch_size_is_one_line(folders, tmp_path, capsys):
+    code = main(["search", "--model", "dit", "--base", str(folders["dit"]), "--crop-size", "1", "--steps", "1",
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "smaller than the model's patch size 2" in err, err
+
+
+def test_sr_commands_refuse_a_family_export_in_one_line(folders, tmp_path, capsys):
+    from pruneseek.export.family import export_family
+
+    target = _target(folders, "dit")
+    export_family(target, list(range(0, target.num_layers, 2)), tmp_path / "pruned", identity={"family": "dit"})
+    code = main(["retrain", "--from", str(tmp_path / "pruned"), "--out", str(tmp_path / "r"), "--steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "holds a pruned dit model" in err, err
