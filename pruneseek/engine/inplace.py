@@ -14,7 +14,8 @@ model with the dropped blocks physically deleted, for any model family whose for
 Where the token streams sit in a block's arguments and return value (:class:`BlockIO`) comes from diffusers'
 ``TransformerBlockRegistry`` (it knows SD3's ``JointTransformerBlock``, FLUX's double- and single-stream blocks,
 ``BasicTransformerBlock`` used by DiT, and many more); any other block (a transformers decoder layer, a test
-toy) is read as one stream: the first argument ``hidden_states`` in, a tensor out.
+toy) is read as one stream: the argument ``hidden_states`` (or the first) in, a tensor out; a one-stream block
+that returns anything else is refused, since its skipped twin could not return the same shape of value.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from pruneseek.errors import EngineError
 
 @dataclass(frozen=True)
 class BlockIO:
-    """Where a block's streams are: argument names and positions in, tuple indices out (``None``: one tensor)."""
+    """Where a block's streams are: argument names and positions in; for two streams, their indices in the
+    returned tuple (a one-stream block returns its hidden states as a tensor)."""
 
     hidden: str = "hidden_states"
     hidden_pos: int | None = 0
@@ -52,21 +54,18 @@ class BlockIO:
 
     def output_state(self, out: Any) -> Any:
         """The state a block's return value carries (same layout as :meth:`state`)."""
-        if not self.two_streams:
-            if isinstance(out, torch.Tensor):
-                return out
-            if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-                return out[self.out_hidden or 0]
-            raise EngineError(f"a gated block returned {type(out).__name__}; pruneseek reads a tensor of hidden states")
-        return out[self.out_hidden], out[self.out_encoder]
+        if self.two_streams:
+            return out[self.out_hidden], out[self.out_encoder]
+        if isinstance(out, torch.Tensor):
+            return out
+        # A skipped block returns its input tensor; a model that unpacks a tuple would then read the tensor's first
+        # row as the hidden states. Refuse rather than risk that (transformers < 5 layers returned tuples).
+        raise EngineError(f"a gated one-stream block returned {type(out).__name__}, not a tensor of hidden states; "
+                          "pruneseek gates blocks that return their hidden states (transformers ≥ 5, diffusers)")
 
-    def pack(self, state: Any, out: Any = None) -> Any:
-        """``state`` in the block's return format (other fields of a computed ``out`` kept)."""
+    def pack(self, state: Any) -> Any:
+        """``state`` in the block's return format."""
         if not self.two_streams:
-            if isinstance(out, (tuple, list)):
-                items = list(out)
-                items[self.out_hidden or 0] = state
-                return type(out)(items)
             return state
         h, c = state
         items = [None, None]
@@ -99,8 +98,8 @@ def block_io(block: nn.Module) -> BlockIO:
         meta = None
     if meta is None or meta.return_encoder_hidden_states_index is None:
         name = getattr(meta, "hidden_states_argument_name", "hidden_states")
-        return BlockIO(hidden=name, hidden_pos=_position(cls, name) if _position(cls, name) is not None else 0,
-                       out_hidden=getattr(meta, "return_hidden_states_index", None))
+        position = _position(cls, name)
+        return BlockIO(hidden=name, hidden_pos=0 if position is None else position)
     hidden, encoder = meta.hidden_states_argument_name, meta.encoder_hidden_states_argument_name
     return BlockIO(hidden=hidden, hidden_pos=_position(cls, hidden), encoder=encoder,
                    encoder_pos=_position(cls, encoder), out_hidden=meta.return_hidden_states_index,

@@ -132,7 +132,7 @@ class MaskedStack(nn.Module):
         new = io.output_state(out)
         if observed:
             self._notify(i, state, new)
-        return io.pack(self.adapter.blend(new, state, run[0][:, i]), out)
+        return io.pack(self.adapter.blend(new, state, run[0][:, i]))
 
     @contextlib.contextmanager
     def observe(self, fn: Callable[[int, Any, Any], None]) -> Iterator["MaskedStack"]:

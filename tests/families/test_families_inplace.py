@@ -204,3 +204,36 @@ def test_sr_commands_refuse_a_family_export_in_one_line(folders, tmp_path, capsy
     code = main(["retrain", "--from", str(tmp_path / "pruned"), "--out", str(tmp_path / "r"), "--steps", "1"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "holds a pruned dit model" in err, err
+
+
+def test_dit_at_full_depth_searches_tinyfusions_preset_with_tinysr_transfers(tmp_path):
+    """A narrow DiT with DiT-XL/2's 28 blocks: --ratio 0.5 picks dit-28-r50 (7 × 4 keep 2) and tinysr's transfers."""
+    torch.manual_seed(0)
+    from diffusers import DiTTransformer2DModel
+
+    DiTTransformer2DModel(**{**tiny.DIT, "num_layers": 28}).save_pretrained(str(tmp_path / "dit"))
+    assert main(["search", "--model", "dit", "--base", str(tmp_path / "dit"), "--ratio", "0.5", "--strategy", "tinysr",
+                 "--steps", "2", "--crops", "4", "--crop-size", "4", "--batch", "2", "--out", str(tmp_path / "s"),
+                 "--quiet"]) == 0
+    mask = json.loads((tmp_path / "s" / "mask.json").read_text())
+    assert mask["space"]["preset"] == "dit-28-r50" and mask["space"]["transfer"] == {"k": 1, "topology": "pairs"}
+    assert len(mask["mask"]) == 28 and sum(mask["mask"]) == 14  # transfers may move a kept layer between blocks
+
+
+def test_a_one_stream_block_that_returns_a_tuple_is_refused():
+    from torch import nn
+
+    from pruneseek.engine import MaskedStack
+
+    class TupleLayer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, hidden_states):
+            return (self.linear(hidden_states),)
+
+    layers = nn.ModuleList([TupleLayer(), TupleLayer()])
+    stack = MaskedStack.over(layers)
+    with pytest.raises(EngineError, match="returned tuple, not a tensor"), stack.masking(torch.ones(1, 2)):
+        layers[0](torch.zeros(1, 4))
