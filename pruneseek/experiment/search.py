@@ -364,6 +364,8 @@ def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
     block_space = getattr(space, "space", space)
     in_preset = block_space is first.preset.space
     notes = f"majority decision over seeds {list(seeds)} (docs/design.md §4.8)"
+    if first.notes and first.notes.startswith("calibration inputs:"):  # a family model: what the seeds calibrated on
+        notes += "; " + first.notes.split("; ")[0]
     mask = MaskFile.from_mask(
         majority, model_name=first.target.name, strategy_name=first.strategy.name, settings=first.result.settings,
         space=block_space, preset=first.preset.name if in_preset and first.preset.path is not None else None,

@@ -237,3 +237,11 @@ def test_a_one_stream_block_that_returns_a_tuple_is_refused():
     stack = MaskedStack.over(layers)
     with pytest.raises(EngineError, match="returned tuple, not a tensor"), stack.masking(torch.ones(1, 2)):
         layers[0](torch.zeros(1, 4))
+
+
+def test_seeds_majority_on_a_family_says_what_it_calibrated_on(folders, tmp_path):
+    out = tmp_path / "run"
+    assert main(["search", "--model", "dit", "--base", str(folders["dit"]), "--strategy", "tinyfusion", "--steps", "2",
+                 "--crops", "8", "--crop-size", "4", "--batch", "2", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
+    notes = json.loads((out / "mask.json").read_text())["notes"]
+    assert notes.startswith("majority decision over seeds [0, 1]") and "calibration inputs: synthetic" in notes
