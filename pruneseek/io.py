@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "file_sha256", "json_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_writable", "file_sha256", "json_text",
+           "rescued"]
 
 
 def _umask() -> int:
@@ -155,3 +156,44 @@ def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
         while chunk := f.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_writable(folder: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Refuse, before any long work, an output folder that cannot be written: a path through a file, or a folder
+    (or its nearest existing parent, when it does not exist yet) that this process may not write. Nothing is
+    created. (A disk that fills up during the run is caught at the end by :func:`rescued`.)"""
+    from pruneseek.errors import PruneseekError
+
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == folder else f"lies under {probe}, which is a file"
+        raise PruneseekError(f"{what} {folder} {where}; give a folder (the outputs go inside it)")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == folder else f" (its parent {probe} exists and is not)"
+        raise PruneseekError(f"{what} {folder} is not writable{where}; choose a folder you can write, before the run "
+                             "starts rather than after it")
+    return folder
+
+
+def rescued(out: Path, write, what: str = "results"):
+    """``write(out)``; when that fails with an OS error (disk full, permissions changed, folder removed), ``write``
+    the same results into a fresh folder under the system's temporary directory and raise a one-line error that
+    names both, so a finished long run never loses its result."""
+    from pruneseek.errors import PruneseekError
+
+    try:
+        return write(out)
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix=f"pruneseek-rescued-{Path(out).name}-"))
+        try:
+            write(fallback)
+        except OSError as again:
+            raise PruneseekError(f"could not write the {what} to {out} ({exc.strerror or exc}) nor to {fallback} "
+                                 f"({again.strerror or again}); free some space and rerun") from None
+        raise PruneseekError(f"could not write the {what} to {out} ({exc.strerror or exc}); they were saved to "
+                             f"{fallback} instead") from None

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,55 @@ def test_file_sha256(tmp_path):
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     assert file_sha256(empty) == hashlib.sha256(b"").hexdigest()
+
+
+def test_check_writable_refuses_files_on_the_way_and_creates_nothing(tmp_path, monkeypatch):
+    import os
+
+    from pruneseek.errors import PruneseekError
+    from pruneseek.io import check_writable
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PruneseekError, match="is a file"):
+        check_writable(tmp_path / "file")
+    with pytest.raises(PruneseekError, match="lies under .*file, which is a file"):
+        check_writable(tmp_path / "file" / "a" / "b")
+    assert check_writable(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
+    assert not (tmp_path / "new").exists()  # nothing created
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # an unwritable parent (root ignores chmod)
+    with pytest.raises(PruneseekError, match="is not writable .*its parent"):
+        check_writable(tmp_path / "new")
+
+
+def test_rescued_writes_elsewhere_and_names_both_places(tmp_path):
+    import errno
+
+    from pruneseek.errors import PruneseekError
+    from pruneseek.io import atomic_write_json, rescued
+
+    def write(folder):
+        if folder == tmp_path / "full":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        atomic_write_json(folder / "mask.json", {"keep": [1, 2]})
+
+    with pytest.raises(PruneseekError, match=r"could not write the results to .*full \(No space left on device\); "
+                                             r"they were saved to (.*) instead") as info:
+        rescued(tmp_path / "full", write)
+    saved = info.value.args[0].split("saved to ")[1].split(" instead")[0]
+    assert json.loads((Path(saved) / "mask.json").read_text()) == {"keep": [1, 2]}
+    assert rescued(tmp_path / "fine", write) is None and (tmp_path / "fine" / "mask.json").is_file()
+
+
+def test_search_into_a_file_is_refused_before_any_work(tmp_path, capsys):
+    import time
+
+    from pruneseek.cli import main
+
+    (tmp_path / "taken").write_text("not a folder")
+    started = time.perf_counter()
+    code = main(["search", "--model", "tsdsr", "--ratio", "0.5", "--steps", "600", "--out", str(tmp_path / "taken"),
+                 "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "is a file; give a folder" in err, err
+    assert time.perf_counter() - started < 30  # refused before calibration and 600 steps
+    assert (tmp_path / "taken").read_text() == "not a folder"

@@ -137,6 +137,7 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     import torch
 
     from pruneseek.experiment.strategy import build_strategy
+    from pruneseek.io import check_writable
 
     torch.manual_seed(settings.seed)
     target = settings.source.load()
@@ -153,6 +154,7 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
                               ema_decay=settings.ema_decay)
     check_parallel_and_resume(settings, strategy, parallel.world)
     out, folder = (place or output_folder)(settings, target, preset, strategy)
+    check_writable(out)
     report(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
     if settings.source.is_family:
         outcome, problem, spec = _family_problem(settings, target, preset, strategy, out, report)
@@ -244,7 +246,7 @@ def run_search_experiment(settings: SearchSettings, parallel, report: Callable[[
     """Run the search of ``settings`` and write its outputs (rank 0 only); see the module docstring.
     ``place`` as for :func:`build_search`."""
     from pruneseek.experiment.plots import plot_loss
-    from pruneseek.io import atomic_write_json
+    from pruneseek.io import atomic_write_json, rescued
 
     started = time.perf_counter()
     outcome, problem, spec = build_search(settings, parallel, report, place)
@@ -257,11 +259,15 @@ def run_search_experiment(settings: SearchSettings, parallel, report: Callable[[
         metrics["final_loss"] = float(sum(result.loss_history[-20:]) / max(1, len(result.loss_history[-20:])))
     mask, outcome.notes = result_mask_file(result, outcome.strategy.name, outcome.target, outcome.preset,
                                            settings.seed, metrics, getattr(spec, "note", None))
-    outcome.mask_path = mask.save(outcome.out / "mask.json")
-    outcome.summary = search_summary(outcome, settings, spec, time.perf_counter() - started)
-    atomic_write_json(outcome.out / "summary.json", outcome.summary)
-    plot_loss(result.loss_history, outcome.out / "loss.png",
-              f"{outcome.strategy.name} on {outcome.target.name}, {outcome.preset.name}, seed {settings.seed}")
+
+    def write(folder: Path) -> None:
+        outcome.mask_path = mask.save(folder / "mask.json")
+        outcome.summary = search_summary(outcome, settings, spec, time.perf_counter() - started)
+        atomic_write_json(folder / "summary.json", outcome.summary)
+        plot_loss(result.loss_history, folder / "loss.png",
+                  f"{outcome.strategy.name} on {outcome.target.name}, {outcome.preset.name}, seed {settings.seed}")
+
+    rescued(outcome.out, write, "search results")
     return outcome
 
 
@@ -335,10 +341,12 @@ def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
     import dataclasses
 
     from pruneseek.experiment.majority import agreement, majority_mask
-    from pruneseek.io import atomic_write_json
+    from pruneseek.io import check_writable, rescued
     from pruneseek.maskfile import MaskFile
 
     check_seeds(settings, seeds, parallel.world)
+    if settings.out is not None:
+        check_writable(settings.out)
     started = time.perf_counter()
     root: list[Path] = []
 
@@ -376,7 +384,18 @@ def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
         notes=f"{notes}; {outcome.notes}" if outcome.notes else notes,
     )
     outcome.mask = mask
-    outcome.mask_path = mask.save(outcome.out / "mask.json")
+    rescued(outcome.out, lambda folder: _write_majority(outcome, seeds, masks, majority, folder, started),
+            "majority decision")
+    return outcome
+
+
+def _write_majority(outcome: SeedsOutcome, seeds: list[int], masks: list, majority, folder: Path,
+                    started: float) -> None:
+    """The majority's ``mask.json`` and ``summary.json`` in ``folder``."""
+    from pruneseek.io import atomic_write_json
+
+    outcome.mask_path = outcome.mask.save(folder / "mask.json")
+    first, outcomes = outcome.outcomes[0], outcome.outcomes
     kept = [i for i, v in enumerate(majority) if v]
     outcome.summary = {
         "mask_file": str(outcome.mask_path), "model": first.target.name, "num_layers": first.target.num_layers,
@@ -390,5 +409,4 @@ def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
     }
     if outcome.notes:
         outcome.summary["notes"] = outcome.notes
-    atomic_write_json(outcome.out / "summary.json", outcome.summary)
-    return outcome
+    atomic_write_json(folder / "summary.json", outcome.summary)
