@@ -182,6 +182,9 @@ def inject_lora(model: nn.Module, rank: int, alpha: float, target_modules: Seque
     params = lora_parameters(model)
     if not params:
         raise EngineError(f"no LoRA parameters were created for target modules {list(target_modules)}")
+    for p in params:  # on a half-precision base the adapters are trained in float32 (the master copy)
+        if p.dtype != torch.float32:
+            p.data = p.data.float()
     return params
 
 
@@ -267,3 +270,23 @@ def run_steps(trainer: Trainer, batches: Iterator, steps: int,
             if applied and step % 10 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
     return history
+
+
+# ----- precision --------------------------------------------------------------------------------------------------
+
+#: ``--dtype`` names → torch dtypes.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_loss(loss_fn: Callable, dtype: torch.dtype, device_type: str) -> Callable:
+    """``loss_fn`` run under ``torch.autocast(device_type, dtype)`` (a no-op wrapper at float32), its value
+    returned in float32: half-precision weights, float32 trainable parameters, gates and optimiser state."""
+    if dtype == torch.float32:
+        return loss_fn
+
+    def wrapped(*args: Any, **kwargs: Any) -> torch.Tensor:
+        with torch.autocast(device_type=device_type, dtype=dtype):
+            loss = loss_fn(*args, **kwargs)
+        return loss.float()
+
+    return wrapped

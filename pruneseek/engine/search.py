@@ -173,6 +173,8 @@ class SearchConfig:
     max_nonfinite: int = recipes.LEARNED_MASK["max_nonfinite"]
     progress: bool = True
     desc: str = "mask search"
+    #: Scale the loss against float16 underflow (``torch.amp.GradScaler``; overflowing steps are skipped and counted).
+    loss_scaling: bool = False
 
     def validate(self) -> "SearchConfig":
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
@@ -286,8 +288,10 @@ class _SearchLoop:
         if weight_params:
             groups.insert(0, {"params": weight_params, "lr": c.weight_lr})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+        device = next(iter(self.gate_params)).device
+        scaler = torch.amp.GradScaler(device.type) if c.loss_scaling else None
         self.trainer = Trainer(self.optimizer, weight_params + self.gate_params, clip_norm=c.clip_norm,
-                               max_nonfinite=c.max_nonfinite, stop=self.stop_error, parallel=self.dp)
+                               max_nonfinite=c.max_nonfinite, stop=self.stop_error, parallel=self.dp, scaler=scaler)
         self.ema = LogitEMA(self.gate_params, c.ema_decay)
 
     def stop_error(self, consecutive: int) -> NonFiniteLossError:

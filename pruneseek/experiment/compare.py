@@ -12,7 +12,9 @@ recovery, and the second half trains the model in its final, pruned form — the
 
 :func:`run_comparison` runs the rows that are not finished yet and writes the rows (CSV and JSON, atomically)
 after every row; a rerun with the same settings continues from the finished rows, and one with other settings
-is refused unless ``fresh``. ``pruneseek tune`` runs single rows as its trials.
+is refused unless ``fresh``. An output folder that cannot be written is refused before the target loads; rows or
+plots that cannot be written later go to a rescue folder that the error names. ``pruneseek tune`` runs single
+rows as its trials.
 """
 from __future__ import annotations
 
@@ -231,6 +233,15 @@ def write_outputs(paths: dict[str, Path], doc: dict[str, Any], rows: list[dict])
     atomic_write_text(paths["csv"], csv_text(rows))
 
 
+def save_rows(paths: dict[str, Path], doc: dict[str, Any], rows: list[dict]) -> None:
+    """:func:`write_outputs` into the folder of ``paths``; when that cannot be written (disk full, permissions
+    changed, folder removed), the rows go to a rescue folder that the error names, so no finished row is lost."""
+    from pruneseek.io import rescued
+
+    out, stem = paths["json"].parent, paths["json"].stem
+    rescued(out, lambda folder: write_outputs(_paths(folder, stem), doc, rows), "comparison rows")
+
+
 # ----- one row ---------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -422,6 +433,7 @@ def _plots(rows: list[dict], paths: dict[str, Path], title: str, num_layers: int
 def run_comparison(settings: CompareSettings, report: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the comparison's unfinished rows, write rows, summary and plots; the JSON document is returned."""
     from pruneseek.experiment.search import resolve_space
+    from pruneseek.io import check_writable, rescued
     from pruneseek.losses import lpips_status, perceptual_loss
     from pruneseek.strategies import available
 
@@ -430,6 +442,7 @@ def run_comparison(settings: CompareSettings, report: Callable[[str], None] = pr
     unknown = [n for n in names if n not in available()]
     if unknown:
         raise CompareError(f"unknown strategy {unknown[0]!r}; available: {', '.join(available())}")
+    check_writable(settings.out)  # before the target loads and the first row's calibration
     b = settings.budget
     teacher = settings.source.load()
     preset = resolve_space(settings.model, settings.ratio, settings.space, teacher.num_layers)
@@ -453,14 +466,20 @@ def run_comparison(settings: CompareSettings, report: Callable[[str], None] = pr
            f"{b.crops} crops of {b.crop_size} px; held-out {b.eval_crop} px grid crops × {len(b.eval_seeds)} degradations; "
            f"settings {digest}")
     report(f"rows: {len(done & {(n, s) for n in names for s in b.seeds})} finished and reused, {len(todo)} to run")
-    write_outputs(paths, doc, rows)
+    save_rows(paths, doc, rows)
     if todo:
         ctx = row_context(teacher, preset, b, perceptual, digest, settings.out / stem / "masks", settings.quick,
                           settings.progress, mini=not settings.source.is_real)
         _run_rows(todo, ctx, rows, paths, doc, report)
     written = [paths["csv"], paths["json"]]
     if rows:
-        written += _plots(rows, paths, f"{teacher.name}, {preset.name}", teacher.num_layers, report)
+        def finish(folder: Path) -> list[Path]:
+            here = _paths(folder, stem)
+            if folder != settings.out:  # a rescue folder: the rows beside the plots
+                write_outputs(here, doc, rows)
+            return _plots(rows, here, f"{teacher.name}, {preset.name}", teacher.num_layers, report)
+
+        written += rescued(settings.out, finish, "comparison's rows and plots")
         for line in summary_lines(rows):
             report(line)
     report(f"{len(todo)} rows run in {time.perf_counter() - started:.0f} s; wrote {', '.join(map(str, written))}")
@@ -478,5 +497,5 @@ def _run_rows(todo, ctx: RowContext, rows: list[dict], paths: dict[str, Path], d
                    "rerun the same command to continue")
             raise
         rows.append(row)
-        write_outputs(paths, doc, rows)
+        save_rows(paths, doc, rows)
         report(row_line(i, len(todo), row, time.perf_counter() - row_started))

@@ -22,8 +22,10 @@ history atomically (:mod:`pruneseek.engine.checkpoint`); ``resume`` continues a 
 same weights as an uninterrupted one. The output folder has the export's layout (it loads with
 ``SD3Transformer2DModel.from_pretrained`` and with ``TargetSource(pruned=...)``) plus ``RETRAIN.json`` (recipe,
 steps, losses, data, the source export's fingerprint) and ``loss.png``; it is written into a temporary folder
-and renamed at the end. Stage 2 usually starts from a stage-1 output folder (it has the export's layout). Data parallel
-with ``--nproc N`` or torchrun (see :func:`run_retrain`). PocketSR's tools (arXiv:2510.03012): ``anneal_steps = T``
+and renamed at the end (an ``out`` that cannot be written is refused before anything loads; when the final write
+fails, the folder goes to a rescue folder that the error names). Stage 2 usually starts from a stage-1 output
+folder (it has the export's layout). Data parallel with ``--nproc N`` or torchrun (see :func:`run_retrain`).
+PocketSR's tools (arXiv:2510.03012): ``anneal_steps = T``
 trains the *full* model under the export's mask and fades the dropped blocks out, y = σ_t·φ(x) + (1 − σ_t)·x,
 σ_t = max(0, (T − t)/T), then cuts them (the output is pruned physically at the end); the replacement M_P is the
 identity, so the result stays a plain SD3 transformer that diffusers loads (a trainable replacement would need a
@@ -150,7 +152,9 @@ def check_settings(s: RetrainSettings) -> dict:
     record = export_record(Path(s.pruned))  # a readable export folder, before anything is created
     if Path(s.out).resolve() == Path(s.pruned).resolve():
         raise PruneseekError("--out must differ from --from: the retrained model is written as a new folder")
-    out = Path(s.out)
+    from pruneseek.io import check_writable
+
+    out = check_writable(s.out)  # a file, or a folder this process may not write: refused before anything loads
     if out.exists() and not s.force and not s.resume and any(p.name != "checkpoint" for p in out.iterdir()):
         raise PruneseekError(f"{out} already holds files; choose another --out, or pass --force to replace it")
     out.mkdir(parents=True, exist_ok=True)  # checked writable before the work starts
@@ -434,12 +438,22 @@ def _save_weights(run: _Run, src: Path, tmp: Path) -> None:
 
 
 def _write(run: _Run, spec, seconds: float) -> dict:
-    """The output folder (export layout + ``RETRAIN.json`` + ``loss.png``), built aside and renamed into place."""
+    """The output folder (:func:`_write_into` ``--out``); when it cannot be written (disk full, permissions changed,
+    folder removed), the same folder goes to a rescue folder that the error names, so the trained weights survive."""
+    from pruneseek.io import rescued
+
+    return rescued(Path(run.settings.out), lambda folder: _write_into(run, spec, seconds, folder),
+                   "retrained model files")
+
+
+def _write_into(run: _Run, spec, seconds: float, out: Path) -> dict:
+    """The output folder ``out`` (export layout + ``RETRAIN.json`` + ``loss.png``), built aside and renamed into
+    place."""
     from pruneseek.experiment.plots import plot_loss
     from pruneseek.export.folder import _move_into_place, _temporary_folder
     from pruneseek.io import atomic_write_json, file_sha256
 
-    s, out, src = run.settings, Path(run.settings.out), Path(run.settings.pruned)
+    s, src = run.settings, Path(run.settings.pruned)
     tmp = _temporary_folder(out)
     try:
         _save_weights(run, src, tmp)
@@ -461,15 +475,15 @@ def _write(run: _Run, spec, seconds: float) -> dict:
             "seconds": seconds, "load": f"SD3Transformer2DModel.from_pretrained('{out}')",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        atomic_write_json(tmp / "RETRAIN.json", doc)
         if run.stage2 is not None:
             doc["perceptual"] = run.stage2.note
             doc["discriminator_nonfinite_steps"] = run.stage2.trainer.nonfinite
+        atomic_write_json(tmp / "RETRAIN.json", doc)
         plot_loss(run.history, tmp / "loss.png", f"retrain stage {s.stage}, {run.student.name}")
+        _move_into_place(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # (gone already once renamed)
         raise
-    _move_into_place(tmp, out)
     return doc
 
 

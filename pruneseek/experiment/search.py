@@ -162,6 +162,9 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
         outcome, problem, spec = _sr_problem(settings, target, preset, strategy, out, report, parallel)
     problem.parallel = parallel if parallel.active else None
     problem.progress = settings.progress and parallel.is_main
+    set_precision(problem, target, settings.dtype)
+    if settings.dtype != "fp32":
+        report(f"precision: {settings.dtype} weights and autocast; gates, LoRA and optimiser state float32")
     if settings.checkpoint_every or settings.resume is not None:
         from pruneseek.engine import Checkpointing
 
@@ -176,6 +179,20 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
         report(f"data parallel: {parallel.world} processes, global batch {settings.batch} "
                f"({settings.batch // parallel.world} crops each)")
     return outcome, problem, spec
+
+
+def set_precision(problem, target, dtype: str) -> None:
+    """Cast the target's (frozen) weights to ``dtype`` and run the problem's loss under autocast; the calibration
+    data was computed at full precision before. Float16 adds loss scaling to the learned search."""
+    import torch
+
+    from pruneseek.training import DTYPES, autocast_loss
+
+    if dtype == "fp32":
+        return
+    target.transformer.to(dtype=DTYPES[dtype])
+    problem.loss_fn = autocast_loss(problem.loss_fn, DTYPES[dtype], torch.device(target.device).type)
+    problem.loss_scaling = dtype == "fp16"
 
 
 def _sr_problem(settings: SearchSettings, target, preset, strategy, out: Path, report, parallel):

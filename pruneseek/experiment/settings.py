@@ -38,6 +38,9 @@ class SearchSettings:
     resume: Path | None = None
     #: Recompute each block's activations in the backward pass (less memory, same numbers).
     gradient_checkpointing: bool = False
+    #: The frozen weights' precision and the forward's autocast ("fp32", "bf16", "fp16"); gates, their EMA, LoRA
+    #: adapters and the optimiser state stay float32.
+    dtype: str = "fp32"
     progress: bool = True
 
 

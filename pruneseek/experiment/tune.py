@@ -291,6 +291,7 @@ class TuningRun:
 def check_tune_settings(s: TuneSettings) -> Path | None:
     """Refuse bad settings before anything loads; the preset path ``--save-preset`` names (or None)."""
     from pruneseek.evaluation import METRICS
+    from pruneseek.io import check_writable
     from pruneseek.losses import lpips_status
     from pruneseek.tuning import tunable
 
@@ -301,6 +302,7 @@ def check_tune_settings(s: TuneSettings) -> Path | None:
     if s.metric == "lpips" and not lpips_status()[0]:
         raise TuneError(f"--metric lpips needs LPIPS, which cannot run here ({lpips_status()[1]}); choose another "
                         "--metric")
+    check_writable(s.out)  # the report, the trials' masks and (by default) the study go there
     return target_path
 
 

@@ -64,6 +64,8 @@ class SearchProblem:
     lora_targets: Sequence[str] | None = None
     #: Show progress bars (a display option of the run, not a strategy setting).
     progress: bool = True
+    #: Float16 autocast: the learned search scales the loss (``torch.amp.GradScaler``) against underflow.
+    loss_scaling: bool = False
     #: ``score(mask, steps, seed) -> (value, cost)``: recover ``mask`` for ``steps`` steps and score it on the
     #: validation split (higher is better; ``cost`` holds forward/backward passes). Supplied by the experiment
     #: layer (:func:`pruneseek.recovery.recovery_scorer`) for strategies that race masks (``race``).
@@ -315,7 +317,8 @@ def search_config(settings: dict[str, Any], problem: SearchProblem, seed: int, d
     }
     targets = settings["lora_targets"] or problem.lora_targets
     return SearchConfig(steps=problem.steps, seed=seed, desc=desc, progress=problem.progress,
-                        lora_targets=list(targets) if targets else None, **{k: settings[k] for k in keys})
+                        lora_targets=list(targets) if targets else None, loss_scaling=problem.loss_scaling,
+                        **{k: settings[k] for k in keys})
 
 
 class LearnedMaskStrategy(Strategy):
