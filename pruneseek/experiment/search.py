@@ -181,6 +181,22 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     return outcome, problem, spec
 
 
+def quiet_cast(model, dtype) -> None:
+    """``model.to(dtype)`` without diffusers' advice to load in that dtype instead (the weights were needed at full
+    precision for the calibration data first)."""
+    try:
+        from diffusers.utils import logging as diffusers_logging
+    except ImportError:  # pragma: no cover - diffusers is a dependency
+        model.to(dtype=dtype)
+        return
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        model.to(dtype=dtype)
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
 def set_precision(problem, target, dtype: str) -> None:
     """Cast the target's (frozen) weights to ``dtype`` and run the problem's loss under autocast; the calibration
     data was computed at full precision before. Float16 adds loss scaling to the learned search."""
@@ -190,7 +206,7 @@ def set_precision(problem, target, dtype: str) -> None:
 
     if dtype == "fp32":
         return
-    target.transformer.to(dtype=DTYPES[dtype])
+    quiet_cast(target.transformer, DTYPES[dtype])
     problem.loss_fn = autocast_loss(problem.loss_fn, DTYPES[dtype], torch.device(target.device).type)
     problem.loss_scaling = dtype == "fp16"
 
