@@ -290,3 +290,19 @@ def autocast_loss(loss_fn: Callable, dtype: torch.dtype, device_type: str) -> Ca
         return loss.float()
 
     return wrapped
+
+
+def quiet_cast(model, dtype) -> None:
+    """``model.to(dtype)`` without diffusers' advice to load in that dtype instead (the weights were needed at full
+    precision for the calibration data first)."""
+    try:
+        from diffusers.utils import logging as diffusers_logging
+    except ImportError:  # pragma: no cover - diffusers is a dependency
+        model.to(dtype=dtype)
+        return
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        model.to(dtype=dtype)
+    finally:
+        diffusers_logging.set_verbosity(level)

@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   pruneseek bench retrain --model pruned=pruned-mini --model stage1=retrained-mini --model stage2=retrained-mini-s2
   pruneseek bench testbed --json                # headroom, harm and discrimination power of the bundled testbed
   pruneseek bench testbed --ratios 0.5 --masks 8 --seeds 0,1,2
+  pruneseek bench real-shape --json             # SD3-medium shape, bf16 + gradient checkpointing, 128 px crops
 """
 
 
@@ -25,11 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command_parser(
         sub, "bench", "benchmarks (ratios measured side by side), written as JSON to results/",
         "Run a benchmark and write its JSON to results/ (atomically).", EXAMPLES)
-    p.add_argument("what", choices=["engine", "export", "retrain", "testbed"],
+    p.add_argument("what", choices=["engine", "export", "retrain", "testbed", "real-shape"],
                    help="engine: search step vs plain LoRA step, blend and skip modes; "
                         "export: forward of full vs pruned (12/24) vs pruned + pre-cached modulation; "
                         "retrain: bicubic, teacher and pruned/retrained folders on the held-out set, with costs; "
-                        "testbed: the teacher's headroom over bicubic and how well recovered masks are told apart")
+                        "testbed: the teacher's headroom over bicubic and how well recovered masks are told apart; "
+                        "real-shape: two search steps of the SD3-medium shape (2.03 B parameters, TSD-SR's LoRA) on "
+                        "the CPU with the memory estimate checked against the measured peak, and what fits which card")
     p.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
                    help="retrain: a pruned or retrained folder to measure, with its label (repeat)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -52,6 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", type=positive_int, default=8, help="testbed: diverse masks per ratio (default 8)")
     p.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="testbed: recovery seeds per mask (default 0,1,2)")
     p.add_argument("--quick", action="store_true", help="testbed: the comparison's --quick budget (a smoke run)")
+    p.add_argument("--latent-side", type=positive_int, default=16,
+                   help="real-shape: latent side of the measured CPU run (default 16: 128 px crops)")
     add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="also print the JSON to stdout")
     p.set_defaults(run=run)
@@ -117,6 +122,29 @@ def run_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_real_shape(args: argparse.Namespace) -> int:
+    from pruneseek.bench.real_shape import bench_real_shape
+    from pruneseek.io import atomic_write_json
+
+    dtype = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", None: "bf16"}[args.dtype]
+    result = bench_real_shape(latent_side=args.latent_side, steps=args.steps if args.steps != 8 else 2, dtype=dtype,
+                              batch=1)
+    out = args.out or Path("results") / "bench-real-shape.json"
+    atomic_write_json(out, result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    est = result["estimate"]
+    print(f"{result['params']:,} parameters, {dtype}, {result['pixels']} px crops, gradient checkpointing: "
+          f"{', '.join(f'{s:.1f}' for s in result['step_seconds'])} s per step; measured {result['measured_run_gb']:.2f} GB "
+          f"over the process's start (peak RSS {result['peak_rss_gb']:.2f} GB), estimated {est['total_gb']:.2f} GB")
+    for row in result["cards"]["rows"]:
+        fits = ", ".join(card for card, ok in row["fits"].items() if ok) or "none"
+        ck = "with" if row["gradient_checkpointing"] else "without"
+        print(f"  512 px, batch {row['batch']}, {ck} checkpointing: {row['estimate_gb']:6.1f} GB -> fits {fits}")
+    print(f"wrote {out}")
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     from pruneseek.bench.export import ExportBenchConfig, bench_export
     from pruneseek.errors import PruneseekError
@@ -163,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "testbed":
         with torch_threads(args.threads):
             return run_testbed(args)
+    if args.what == "real-shape":
+        with torch_threads(args.threads):
+            return run_real_shape(args)
     args.shape, args.dtype, args.lora_rank = engine_defaults(args.device, args.shape, args.dtype, args.lora_rank)
     cfg = EngineBenchConfig(
         batch=args.batch, steps=args.steps, rounds=args.rounds or 3, lora_rank=args.lora_rank,

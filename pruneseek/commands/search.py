@@ -96,6 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="precision of the frozen weights and the forward (autocast); gates, LoRA and the optimiser "
                         "state stay float32 (default fp32; bf16 halves the weights' memory)")
+    p.add_argument("--ignore-memory-check", action="store_true",
+                   help="run even when the peak-memory estimate exceeds the free memory of --device cuda")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each block's activations in the backward pass: less memory, the same numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -111,7 +113,8 @@ def settings_from(args: argparse.Namespace):
         rule=args.rule, mode=args.mode, ema_decay=args.ema_decay, steps=args.steps, batch=args.batch,
         crops=args.crops, crop_size=args.crop_size, seed=args.seed, perceptual=args.perceptual, data=args.data,
         out=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        gradient_checkpointing=args.gradient_checkpointing, dtype=args.dtype, progress=not args.quiet,
+        gradient_checkpointing=args.gradient_checkpointing, dtype=args.dtype,
+        ignore_memory_check=args.ignore_memory_check, progress=not args.quiet,
     )
 
 

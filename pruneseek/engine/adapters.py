@@ -82,8 +82,8 @@ class MMDiTStream(Adapter):
     def blend(self, new: tuple, old: tuple, m: torch.Tensor) -> tuple:
         (h_new, c_new), (h_old, c_old) = new, old
         h = blend(h_new, h_old, m)
-        if c_new is None:  # context_pre_only block
-            kept_anywhere = bool((m.detach() != 0).any())
+        if c_new is None:  # context_pre_only block (a shape-only pass on the meta device counts it as kept)
+            kept_anywhere = m.device.type == "meta" or bool((m.detach() != 0).any())
             return h, (None if kept_anywhere else c_old)
         if c_old is None:
             raise ValueError("an MMDiT block after a context_pre_only block has no context to read")

@@ -165,6 +165,7 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     set_precision(problem, target, settings.dtype)
     if settings.dtype != "fp32":
         report(f"precision: {settings.dtype} weights and autocast; gates, LoRA and optimiser state float32")
+    check_memory(settings, target, problem, strategy, spec, report)
     if settings.checkpoint_every or settings.resume is not None:
         from pruneseek.engine import Checkpointing
 
@@ -181,20 +182,39 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     return outcome, problem, spec
 
 
-def quiet_cast(model, dtype) -> None:
-    """``model.to(dtype)`` without diffusers' advice to load in that dtype instead (the weights were needed at full
-    precision for the calibration data first)."""
-    try:
-        from diffusers.utils import logging as diffusers_logging
-    except ImportError:  # pragma: no cover - diffusers is a dependency
-        model.to(dtype=dtype)
+def search_estimate(settings: SearchSettings, target, problem, strategy, spec):
+    """The peak-memory estimate of this search (:mod:`pruneseek.memory`), or None for a strategy that trains no
+    weights (its peak is the model and one forward)."""
+    from pruneseek.memory import family_estimate, sd3_estimate
+    from pruneseek.training import DTYPES
+
+    rank = strategy.settings.get("lora_rank")
+    if not rank:
+        return None
+    kwargs = dict(dtype=DTYPES[settings.dtype], batch=settings.batch, checkpointing=settings.gradient_checkpointing,
+                  lora_targets=strategy.settings.get("lora_targets") or problem.lora_targets, lora_rank=int(rank))
+    if settings.source.is_family:
+        return family_estimate(target, settings.crop_size, **kwargs)
+    from pruneseek.targets.mini import SHUFFLE
+
+    side = max(1, settings.crop_size // (8 if settings.source.is_real else SHUFFLE))  # the SD3 VAE, the mini's unshuffle
+    return sd3_estimate(target.transformer, side, int(target.prompt_embeds.shape[1]), **kwargs)
+
+
+def check_memory(settings: SearchSettings, target, problem, strategy, spec, report) -> None:
+    """Print the estimate; on CUDA refuse a run the free memory cannot hold (unless ``ignore_memory_check``)."""
+    from pruneseek.memory import GB, cuda_free_bytes
+
+    estimate = search_estimate(settings, target, problem, strategy, spec)
+    if estimate is None:
         return
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
-    try:
-        model.to(dtype=dtype)
-    finally:
-        diffusers_logging.set_verbosity(level)
+    report(estimate.describe())
+    free = cuda_free_bytes(settings.source.device)
+    if free is not None and estimate.total > free and not settings.ignore_memory_check:
+        raise PruneseekError(
+            f"this search needs about {estimate.total / GB:.1f} GB but {settings.source.device} has {free / GB:.1f} GB "
+            "free; add --gradient-checkpointing or --dtype bf16, lower --batch or --crop-size, or pass "
+            "--ignore-memory-check to try anyway")
 
 
 def set_precision(problem, target, dtype: str) -> None:
@@ -202,7 +222,7 @@ def set_precision(problem, target, dtype: str) -> None:
     data was computed at full precision before. Float16 adds loss scaling to the learned search."""
     import torch
 
-    from pruneseek.training import DTYPES, autocast_loss
+    from pruneseek.training import DTYPES, autocast_loss, quiet_cast
 
     if dtype == "fp32":
         return

@@ -41,6 +41,8 @@ class SearchSettings:
     #: The frozen weights' precision and the forward's autocast ("fp32", "bf16", "fp16"); gates, their EMA, LoRA
     #: adapters and the optimiser state stay float32.
     dtype: str = "fp32"
+    #: Run even when the memory estimate exceeds the free CUDA memory.
+    ignore_memory_check: bool = False
     progress: bool = True
 
 
