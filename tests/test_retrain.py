@@ -275,3 +275,23 @@ def test_separate_lora_retraining_trains_tsdsr_lora_and_writes_it_apart(tmp_path
     assert main(["retrain", "--from", str(exported), "--out", str(tmp_path / "x"), "--weight-update", "lora",
                  "--lora-format", "separate", *SMALL]) == 2  # tsdsr-mini exports have no separate LoRA
     assert "--lora-format separate" in capsys.readouterr().err
+
+
+def test_dtype_bf16_lora_retraining_halves_the_frozen_weights_and_tracks_float32(exported, tmp_path):
+    """--dtype bf16 with LoRA: the base weights (and the teacher) in bfloat16, the adapters and optimiser in float32;
+    the loss follows the float32 run closely and the written model is bfloat16."""
+    full, half = tmp_path / "fp32", tmp_path / "bf16"
+    common = ["--steps", "3", "--ema-decay", "0", "--weight-update", "lora", *SMALL]
+    assert main(["retrain", "--from", str(exported), "--out", str(full), *common]) == 0
+    assert main(["retrain", "--from", str(exported), "--out", str(half), "--dtype", "bf16", *common]) == 0
+    assert all(v.dtype == torch.bfloat16 for v in _weights(half).values() if v.is_floating_point())
+    la, lb = (json.loads((f / "RETRAIN.json").read_text())["loss"]["history"] for f in (full, half))
+    assert lb == pytest.approx(la, rel=0.05)
+    assert json.loads((half / "RETRAIN.json").read_text())["recipe"]["dtype"] == "bf16"
+
+
+def test_dtype_and_a_different_autocast_are_refused(exported, tmp_path, capsys):
+    code = main(["retrain", "--from", str(exported), "--out", str(tmp_path / "o"), "--dtype", "bf16", "--autocast",
+                 "fp16", "--steps", "1", *SMALL])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "drop --autocast fp16" in err

@@ -77,6 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--autocast", choices=["bf16", "fp16"], default=None,
                    help="run the forward in bfloat16 or float16 (with loss scaling) under torch.autocast; weights, "
                         "optimiser and EMA stay float32")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="precision of the frozen weights (the teacher; with --weight-update lora the student's base) and "
+                        "of the forward (autocast); LoRA, EMA and optimiser state stay float32 (default fp32)")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each block's activations in the backward pass: less memory, the same numbers")
     p.add_argument("--force", action="store_true", help="replace an --out folder that holds other files")
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         weight_update=args.weight_update, lora_format=args.lora_format, lora_rank=args.lora_rank, ema_decay=args.ema_decay, crops=args.crops,
         crop_size=args.crop_size, data=args.data, seed=args.seed, checkpoint_every=args.checkpoint_every,
         resume=args.resume, force=args.force, gradient_checkpointing=args.gradient_checkpointing, autocast=args.autocast,
+        dtype=args.dtype,
         progress=not args.quiet,
     )
     if args.nproc > 1 and not under_launcher():

@@ -92,6 +92,10 @@ class RetrainSettings:
     #: Mixed precision: "bf16" or "fp16" runs the forward under torch.autocast (weights, optimiser and EMA stay
     #: float32; fp16 with a gradient scaler, TinySR's setting); None: float32 throughout.
     autocast: str | None = None
+    #: Precision of the frozen weights ("fp32", "bf16", "fp16"): the teacher and, with --weight-update lora, the
+    #: student's base weights are cast (the LoRA adapters, EMA and optimiser stay float32) and the forward runs under
+    #: autocast in that dtype; with --weight-update full the trained weights stay float32 (autocast only).
+    dtype: str = "fp32"
     force: bool = False
     progress: bool = True
 
@@ -101,6 +105,11 @@ class RetrainSettings:
                                                     else recipes.RETRAIN_STAGE2["lr"])
 
     @property
+    def precision(self) -> str | None:
+        """The autocast dtype in effect: ``--autocast``, or ``--dtype`` when it is not fp32, else None."""
+        return self.autocast or (self.dtype if self.dtype != "fp32" else None)
+
+    @property
     def decay(self) -> float:
         """The EMA decay in effect."""
         return recipes.ema_decay_for(self.steps) if self.ema_decay is None else float(self.ema_decay)
@@ -108,7 +117,7 @@ class RetrainSettings:
     def recipe(self) -> dict[str, Any]:
         """What the retrained weights depend on (recorded, and checked on resume)."""
         keys = ("stage", "steps", "batch", "weight_update", "lora_format", "lora_rank", "crops", "crop_size", "seed",
-                "anneal_steps", "feature_distill", "autocast")
+                "anneal_steps", "feature_distill", "autocast", "dtype")
         out = {k: asdict(self)[k] for k in keys} | {"lr": self.student_lr, "ema_decay": self.decay,
                                                     "anneal_replacement": "identity" if self.anneal_steps else None,
                                                     "optimizer": "AdamW, weight decay 0, clip 1.0"}
@@ -136,6 +145,10 @@ def check_settings(s: RetrainSettings) -> dict:
                              f"run), got {s.anneal_steps}")
     if s.autocast not in (None, "bf16", "fp16"):
         raise PruneseekError(f"--autocast {s.autocast!r}: use bf16 or fp16")
+    if s.dtype not in ("fp32", "bf16", "fp16"):
+        raise PruneseekError(f"--dtype {s.dtype!r}: use fp32, bf16 or fp16")
+    if s.dtype != "fp32" and s.autocast not in (None, s.dtype):
+        raise PruneseekError(f"--dtype {s.dtype} runs the forward under {s.dtype} autocast; drop --autocast {s.autocast}")
     if s.lora_format not in ("merged", "separate"):
         raise PruneseekError(f"--lora-format must be merged or separate, got {s.lora_format!r}")
     if s.lora_format == "separate" and (s.weight_update != "lora" or s.anneal_steps
@@ -377,9 +390,9 @@ def _precision(run: _Run):
     """``torch.autocast`` in bfloat16 on the student's device type when asked, else a no-op context."""
     import contextlib
 
-    if run.settings.autocast is None:
+    if run.settings.precision is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if run.settings.autocast == "bf16" else torch.float16
+    dtype = torch.bfloat16 if run.settings.precision == "bf16" else torch.float16
     return torch.autocast(device_type=run.student.device.type, dtype=dtype)
 
 
@@ -505,6 +518,18 @@ def _trained(s: RetrainSettings, student, stack) -> list:
     return params
 
 
+def _cast_frozen(s: RetrainSettings, teacher, student) -> None:
+    """``--dtype``: the teacher and (LoRA retraining) the student's base weights in that dtype; trained weights stay
+    float32. The calibration latents were made at full precision before."""
+    from pruneseek.training import DTYPES, quiet_cast
+
+    if s.dtype == "fp32":
+        return
+    quiet_cast(teacher.transformer, DTYPES[s.dtype])
+    if s.weight_update == "lora" and s.lora_format == "merged" and not s.anneal_steps:
+        quiet_cast(student.transformer, DTYPES[s.dtype])
+
+
 def _annealed_student(teacher, record: dict):
     """PocketSR's student: the full model under the export's mask, dropped blocks frozen (faded out by σ_t)."""
     from pruneseek.mask import Mask
@@ -522,6 +547,7 @@ def _build_run(s: RetrainSettings, teacher, student, data, record, parallel, sta
         student, mask = _annealed_student(teacher, record)
         report(f"online annealing: the {mask.count(0)} dropped blocks fade out over {s.anneal_steps} steps")
     student.stack.checkpointing = s.gradient_checkpointing
+    _cast_frozen(s, teacher, student)
     params = _trained(s, student, stack)
     keep = record["mask"]["keep"]
     pairs = [(i, i) for i in keep] if mask is not None else list(enumerate(keep))
@@ -530,7 +556,7 @@ def _build_run(s: RetrainSettings, teacher, student, data, record, parallel, sta
     if parallel is not None and parallel.active and s.batch % parallel.world:
         raise PruneseekError(f"--batch {s.batch} (the global batch) does not split over {parallel.world} "
                              f"processes; use a multiple of {parallel.world}")
-    scaler = torch.amp.GradScaler(student.device.type) if s.autocast == "fp16" else None
+    scaler = torch.amp.GradScaler(student.device.type) if s.precision == "fp16" else None
     trainer = Trainer(torch.optim.AdamW(params, lr=s.student_lr, weight_decay=0.0), params, clip_norm=1.0,
                       parallel=parallel, scaler=scaler)
     run = _Run(s, teacher, student, data, params, trainer, _EMA(params, s.decay) if s.decay else None, record,
