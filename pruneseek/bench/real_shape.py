@@ -38,6 +38,29 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * resource.getpagesize()
 
 
+def _reset_peak() -> bool:
+    """Reset the process's resident-set high-water mark (Linux ``clear_refs`` 5), so that the peak read afterwards is
+    the run's and not an earlier transient's (imports); False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_bytes() -> int:
+    """The resident-set high-water mark since :func:`_reset_peak` (VmHWM), else the process's ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def random_sd3(config: dict, dtype: torch.dtype, seed: int = 0):
     """An ``SD3Transformer2DModel`` of ``config`` with N(0, 0.02) weights made directly in ``dtype`` on the CPU."""
     from diffusers import SD3Transformer2DModel
@@ -71,6 +94,7 @@ def measure(config: dict, latent_side: int, context_tokens: int = CONTEXT_TOKENS
 
     targets = list(TSDSR_TRANSFORMER_TARGETS if lora_targets is None else lora_targets)
     dt = DTYPES[dtype]
+    _reset_peak()
     rss_before = _rss_bytes()
     model = random_sd3(config, dt, seed)
     stack = sd3_stack(model)
@@ -95,7 +119,7 @@ def measure(config: dict, latent_side: int, context_tokens: int = CONTEXT_TOKENS
                           lora_targets=targets, mode="blend", seed=seed, progress=False)
     run_search(model, stack, MaskLearner(space), autocast_loss(loss, dt, "cpu"), [inputs], search)
     stamps.append(time.perf_counter())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_bytes()
     est = sd3_estimate(model, latent_side, context_tokens, dtype=dt, batch=batch, checkpointing=checkpointing,
                        lora_targets=targets, lora_rank=lora_rank)
     return {

@@ -155,6 +155,7 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     check_parallel_and_resume(settings, strategy, parallel.world)
     out, folder = (place or output_folder)(settings, target, preset, strategy)
     check_writable(out)
+    check_memory(settings, target, strategy, report)
     report(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
     if settings.source.is_family:
         outcome, problem, spec = _family_problem(settings, target, preset, strategy, out, report)
@@ -165,7 +166,6 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     set_precision(problem, target, settings.dtype)
     if settings.dtype != "fp32":
         report(f"precision: {settings.dtype} weights and autocast; gates, LoRA and optimiser state float32")
-    check_memory(settings, target, problem, strategy, spec, report)
     if settings.checkpoint_every or settings.resume is not None:
         from pruneseek.engine import Checkpointing
 
@@ -182,7 +182,7 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     return outcome, problem, spec
 
 
-def search_estimate(settings: SearchSettings, target, problem, strategy, spec):
+def search_estimate(settings: SearchSettings, target, strategy):
     """The peak-memory estimate of this search (:mod:`pruneseek.memory`), or None for a strategy that trains no
     weights (its peak is the model and one forward)."""
     from pruneseek.memory import family_estimate, sd3_estimate
@@ -192,7 +192,8 @@ def search_estimate(settings: SearchSettings, target, problem, strategy, spec):
     if not rank:
         return None
     kwargs = dict(dtype=DTYPES[settings.dtype], batch=settings.batch, checkpointing=settings.gradient_checkpointing,
-                  lora_targets=strategy.settings.get("lora_targets") or problem.lora_targets, lora_rank=int(rank))
+                  lora_targets=strategy.settings.get("lora_targets") or list(target.lora_targets) or None,
+                  lora_rank=int(rank))
     if settings.source.is_family:
         return family_estimate(target, settings.crop_size, **kwargs)
     from pruneseek.targets.mini import SHUFFLE
@@ -201,11 +202,17 @@ def search_estimate(settings: SearchSettings, target, problem, strategy, spec):
     return sd3_estimate(target.transformer, side, int(target.prompt_embeds.shape[1]), **kwargs)
 
 
-def check_memory(settings: SearchSettings, target, problem, strategy, spec, report) -> None:
-    """Print the estimate; on CUDA refuse a run the free memory cannot hold (unless ``ignore_memory_check``)."""
+def check_memory(settings: SearchSettings, target, strategy, report) -> None:
+    """Before any calibration or training: print the estimate; on CUDA refuse a run the free memory cannot hold
+    (unless ``ignore_memory_check``). A model whose forward cannot run on the meta device gets no estimate."""
     from pruneseek.memory import GB, cuda_free_bytes
 
-    estimate = search_estimate(settings, target, problem, strategy, spec)
+    try:
+        estimate = search_estimate(settings, target, strategy)
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        report(f"no memory estimate for this model: its forward does not run on the meta device ({first[:120]})")
+        return
     if estimate is None:
         return
     report(estimate.describe())
