@@ -84,6 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "layers the seeds kept most often (docs/design.md §4.8). Not with --resume or --nproc "
                         "(default 1: one search)")
     add_target_arguments(p)
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="J",
+                   help="with --seeds: run the seeds' searches in J processes at once, one torch thread each "
+                        "(each search is the same as alone; default 1)")
     p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, metavar="N",
                    help="learned strategies: save the whole search state to OUT/checkpoint/ every N steps and at "
                         "the end, atomically (default 0: off)")
@@ -140,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     parallel = init_from_env(settings.source.device)
     try:
         if args.seeds > 1:
-            return search_seeds(settings, parallel, seeds_of(args))
+            return search_seeds(settings, parallel, seeds_of(args), args.jobs)
         if parallel.is_main:
             return search(settings, parallel)
         import contextlib
@@ -186,10 +189,10 @@ def seeds_of(args: argparse.Namespace) -> list[int]:
     return list(range(args.seed, args.seed + args.seeds))
 
 
-def search_seeds(settings, parallel, seeds: list[int]) -> int:
+def search_seeds(settings, parallel, seeds: list[int], jobs: int = 1) -> int:
     from pruneseek.experiment.search import run_seeds_experiment
 
-    outcome = run_seeds_experiment(settings, parallel, seeds)
+    outcome = run_seeds_experiment(settings, parallel, seeds, jobs=jobs)
     n, layers = len(seeds), outcome.num_layers
     for seed, one in zip(seeds, outcome.outcomes):
         print(f"seed {seed}: kept {one.result.kept}")

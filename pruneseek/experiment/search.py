@@ -155,8 +155,8 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     check_parallel_and_resume(settings, strategy, parallel.world)
     out, folder = (place or output_folder)(settings, target, preset, strategy)
     check_writable(out)
-    check_memory(settings, target, strategy, report)
     report(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
+    check_memory(settings, target, strategy, report)
     if settings.source.is_family:
         outcome, problem, spec = _family_problem(settings, target, preset, strategy, out, report)
     else:
@@ -392,12 +392,13 @@ def majority_space(preset, outcomes: list[SearchOutcome]):
 
 
 def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
-                         report: Callable[[str], None] = print) -> SeedsOutcome:
+                         report: Callable[[str], None] = print, jobs: int = 1) -> SeedsOutcome:
     """``pruneseek search --seeds N``: one ordinary search per seed, each in ``<out>/seed-<k>/`` (its own
     mask.json, summary.json and loss.png), then the majority decision
     (:func:`~pruneseek.experiment.majority.majority_mask`) as ``<out>/mask.json`` and ``<out>/summary.json``.
     ``settings.seed`` is ignored (the seeds are ``seeds``); ``settings.out`` is the folder of the whole run
-    (default: the single-seed name of the first seed with ``-seeds<N>`` added)."""
+    (default: the single-seed name of the first seed with ``-seeds<N>`` added). ``jobs`` > 1 runs the seeds' searches
+    in that many processes at once (:func:`run_seeds_in_processes`); each search is the same as alone."""
     import dataclasses
 
     from pruneseek.experiment.majority import agreement, majority_mask
@@ -418,11 +419,15 @@ def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
         out = root[0] / f"seed-{seed_settings.seed}"
         return out, out / "checkpoint"
 
-    outcomes = []
-    for i, seed in enumerate(seeds):
-        report(f"search {i + 1} of {len(seeds)}: seed {seed}")
-        outcomes.append(run_search_experiment(dataclasses.replace(settings, seed=seed, out=None), parallel, report,
-                                              place))
+    if jobs > 1:
+        outcomes = run_seeds_in_processes(settings, seeds, jobs, report)
+        root.append(outcomes[0].out.parent)
+    else:
+        outcomes = []
+        for i, seed in enumerate(seeds):
+            report(f"search {i + 1} of {len(seeds)}: seed {seed}")
+            outcomes.append(run_search_experiment(dataclasses.replace(settings, seed=seed, out=None), parallel, report,
+                                                  place))
     first = outcomes[0]
     outcome = SeedsOutcome(out=root[0], seeds=list(seeds), outcomes=outcomes)
     masks = [list(o.result.mask) for o in outcomes]
@@ -447,6 +452,62 @@ def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
     rescued(outcome.out, lambda folder: _write_majority(outcome, seeds, masks, majority, folder, started),
             "majority decision")
     return outcome
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What the majority needs of a target searched in another process (the model itself stays there)."""
+
+    name: str
+    num_layers: int
+
+
+def _seed_worker(settings: SearchSettings, seed: int, root: str) -> tuple[SearchOutcome, list[str]]:
+    """One seed's search in a worker process, its report lines collected; the target is sent back as its name."""
+    import dataclasses
+
+    import torch
+
+    from pruneseek.engine import DataParallel
+
+    torch.set_num_threads(1)
+    lines: list[str] = []
+    out = Path(root) / f"seed-{seed}"
+    outcome = run_search_experiment(dataclasses.replace(settings, seed=seed, out=None, progress=False),
+                                    DataParallel(), lines.append, lambda *a: (out, out / "checkpoint"))
+    outcome.target = TargetInfo(outcome.target.name, outcome.target.num_layers)
+    return outcome, lines
+
+
+def run_seeds_in_processes(settings: SearchSettings, seeds: list[int], jobs: int,
+                           report: Callable[[str], None]) -> list[SearchOutcome]:
+    """The seeds' searches in ``jobs`` fresh processes (one torch thread each), reported in seed order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pruneseek.experiment.strategy import build_strategy
+    from pruneseek.spaces import load_preset
+
+    if settings.out is not None:
+        root = settings.out
+    else:  # the single-seed default name of the first seed, with -seeds<N>, without loading the model here
+        strategy = build_strategy(settings.strategy, settings.steps, mini=not settings.source.is_real,
+                                  rule=settings.rule, mode=settings.mode, ema_decay=settings.ema_decay)
+        model = settings.model if settings.source.is_family else ("tsdsr" if settings.source.is_real else "tsdsr-mini")
+        ratio = load_preset(settings.space).space.ratio if settings.space else (settings.ratio or 0.5)
+        root = (Path("results") / "search"
+                / f"{model}-r{float(ratio):.2g}-{strategy.name}-s{seeds[0]}-seeds{len(seeds)}")
+    report(f"{len(seeds)} searches in {jobs} processes: seeds {', '.join(map(str, seeds))}")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_seed_worker, settings, seed, str(root)) for seed in seeds]
+        outcomes = []
+        for i, future in enumerate(futures):
+            outcome, lines = future.result()
+            if i == 0:  # what every seed's search says before it starts (target, loss, memory), once
+                for line in lines:
+                    report(line)
+            outcomes.append(outcome)
+    return outcomes
 
 
 def _write_majority(outcome: SeedsOutcome, seeds: list[int], masks: list, majority, folder: Path,

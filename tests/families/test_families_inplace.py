@@ -245,3 +245,14 @@ def test_seeds_majority_on_a_family_says_what_it_calibrated_on(folders, tmp_path
                  "--crops", "8", "--crop-size", "4", "--batch", "2", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
     notes = json.loads((out / "mask.json").read_text())["notes"]
     assert notes.startswith("majority decision over seeds [0, 1]") and "calibration inputs: synthetic" in notes
+
+
+def test_seeds_in_processes_give_the_same_searches_and_majority(folders, tmp_path):
+    """--jobs runs the seeds' searches in fresh processes: each seed's mask and the majority equal a run in one."""
+    args = ["search", "--model", "dit", "--base", str(folders["dit"]), "--strategy", "tinyfusion", "--steps", "5",
+            "--crops", "8", "--crop-size", "4", "--batch", "2", "--seeds", "3", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "three"), "--jobs", "3"]) == 0
+    one, three = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "three"))
+    assert one["per_seed_masks"] == three["per_seed_masks"] and one["kept"] == three["kept"]
+    assert (tmp_path / "three" / "seed-2" / "mask.json").is_file()
