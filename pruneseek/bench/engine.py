@@ -36,11 +36,7 @@ CPU_MODEL = dict(
     pos_embed_max_size=32,
 )
 #: SD3-medium's own shape (docs/design.md §7), for a GPU: 512 px images are 64×64 latents.
-SD3_MEDIUM = dict(
-    sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64, num_attention_heads=24,
-    joint_attention_dim=4096, caption_projection_dim=1536, pooled_projection_dim=2048, out_channels=16,
-    pos_embed_max_size=192,
-)
+from pruneseek.targets.tsdsr import SD3_MEDIUM  # noqa: E402
 
 
 @dataclass
