@@ -10,4 +10,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec .venv/bin/pruneseek search --model tsdsr --ratio 0.5 --strategy tinyfusion --seeds 3 --jobs 3 --steps 500 "$@"
+exec .venv/bin/pruneseek search --model tsdsr --ratio 0.5 --strategy tinyfusion --seeds 3 --jobs 3 "$@"
