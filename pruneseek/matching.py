@@ -14,7 +14,6 @@ part of the calibration inputs that the search and the recovery never train on.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -143,13 +142,10 @@ def recover(target, mask: list[int], calib: Calibration, steps: int, batch_size:
     from pruneseek.engine.schedules import cosine
     from pruneseek.training import Trainer, endless, run_steps
 
-    student = copy.deepcopy(target)
-    dropped = {i for i, v in enumerate(mask) if not v}
-    blocks = list(student.stack.blocks)
-    frozen = {id(p) for i in dropped for p in blocks[i].parameters()}
-    params = [p for p in student.model.parameters() if id(p) not in frozen]
-    for p in params:
-        p.requires_grad_(True)
+    from pruneseek.recovery import make_student
+
+    student = make_student(target, mask)
+    params = [p for p in student.model.parameters() if p.requires_grad]
     trainer = Trainer(torch.optim.AdamW(params, lr=lr, weight_decay=0.0), params, clip_norm=1.0)
     lr_at = cosine(lr, 0.0, steps)
     loss_fn = matching_loss(student)

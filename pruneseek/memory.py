@@ -152,7 +152,7 @@ def estimate(model: nn.Module, blocks_of: Callable[[nn.Module], list[nn.Module]]
     ``blocks_of(m)`` lists the block modules a mask covers; ``run_forward(twin, dtype)`` runs the twin's own forward
     once at batch 1 on meta inputs. ``lora_targets`` (None: every linear layer of the blocks) at ``lora_rank``.
     """
-    from pruneseek.training import inject_lora, linear_targets, lora_parameters, quiet_cast
+    from pruneseek.training import DTYPES, inject_lora, linear_targets, lora_parameters, quiet_cast
 
     twin = meta_twin(model)
     quiet_cast(twin, dtype)
@@ -164,7 +164,7 @@ def estimate(model: nn.Module, blocks_of: Callable[[nn.Module], list[nn.Module]]
     for p in lora_parameters(twin):  # the meta forward runs in one dtype (autocast does not act on meta tensors)
         p.data = p.data.to(dtype)
     counted = saved_bytes(twin, blocks, lambda: run_forward(twin, dtype))
-    name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+    name = next((k for k, v in DTYPES.items() if v == dtype), str(dtype))
     return MemoryEstimate(weights=weight_bytes(model, dtype), trainable_params=trainable,
                           activations_per_sample=counted.activations(checkpointing),
                           workspace_per_sample=2 * counted.largest_tensor + counted.largest_block, batch=batch,

@@ -150,7 +150,7 @@ def make_student(teacher, mask: Sequence[int]):
         p.requires_grad_(True)
     for i, keep in enumerate(mask):
         if not keep:
-            for p in student.transformer.transformer_blocks[i].parameters():
+            for p in student.stack.blocks[i].parameters():  # the masked blocks (FLUX: both stacks, in order)
                 p.requires_grad_(False)
     return student
 

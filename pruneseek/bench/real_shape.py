@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from pruneseek.targets.tsdsr import SD3_MEDIUM, TSDSR_RANK, TSDSR_TRANSFORMER_TARGETS
+from pruneseek.training import DTYPES
 
 #: TSD-SR's prompt: 333 tokens of T5 + CLIP embeddings.
 CONTEXT_TOKENS = 333
@@ -30,7 +31,6 @@ CARDS_GB = (24, 40, 80, 141)
 BATCHES = (1, 2, 4)
 #: A card "fits" a run when the estimate leaves this share free (CUDA context, allocator fragmentation).
 HEADROOM = 0.9
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _rss_bytes() -> int:

@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="default float32 on CPU, bfloat16 on CUDA")
     p.add_argument("--batch", type=positive_int, default=2)
-    p.add_argument("--steps", type=positive_int, default=8, help="timed steps per variant and round")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="engine: timed steps per variant and round (default 8); real-shape: search steps (default 2)")
     p.add_argument("--rounds", type=positive_int, default=None, help="interleaved rounds (engine 3, export 5)")
     p.add_argument("--models", default="tsdsr-mini,sd3-medium-shape",
                    help="export: comma-separated models (tsdsr-mini, sd3-medium-shape)")
@@ -127,7 +128,7 @@ def run_real_shape(args: argparse.Namespace) -> int:
     from pruneseek.io import atomic_write_json
 
     dtype = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", None: "bf16"}[args.dtype]
-    result = bench_real_shape(latent_side=args.latent_side, steps=args.steps if args.steps != 8 else 2, dtype=dtype,
+    result = bench_real_shape(latent_side=args.latent_side, steps=args.steps or 2, dtype=dtype,
                               batch=1)
     out = args.out or Path("results") / "bench-real-shape.json"
     atomic_write_json(out, result)
@@ -196,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             return run_real_shape(args)
     args.shape, args.dtype, args.lora_rank = engine_defaults(args.device, args.shape, args.dtype, args.lora_rank)
     cfg = EngineBenchConfig(
-        batch=args.batch, steps=args.steps, rounds=args.rounds or 3, lora_rank=args.lora_rank,
+        batch=args.batch, steps=args.steps or 8, rounds=args.rounds or 3, lora_rank=args.lora_rank,
         lora_alpha=float(args.lora_rank if args.shape == "sd3-medium" else 2 * args.lora_rank),
         strategy=args.strategy, device=args.device, dtype=args.dtype,
     )

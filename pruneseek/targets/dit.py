@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from pruneseek.errors import ExportError
-from pruneseek.targets.family import Family, latent_side
+from pruneseek.targets.family import Family, latents_note, noise_latents
 
 
 class DiTFamily(Family):
@@ -24,16 +24,15 @@ class DiTFamily(Family):
     def synthetic_inputs(self, model, count, seed, size):
         c = model.config
         g = torch.Generator().manual_seed(seed)
-        side = latent_side(model, size)
         return {
-            "hidden_states": torch.randn(count, c.in_channels, side, side, generator=g),
+            "hidden_states": noise_latents(model, count, size, g),
             "timestep": torch.randint(0, 1000, (count,), generator=g),
             "class_labels": torch.randint(0, int(c.num_embeds_ada_norm), (count,), generator=g),
         }, {}
 
     def synthetic_note(self, model, size):
-        return (f"synthetic: N(0, 1) latents {model.config.in_channels}×{size}×{size}, timesteps uniform on "
-                f"0..999, class labels uniform on 0..{int(model.config.num_embeds_ada_norm) - 1}")
+        return (f"synthetic: {latents_note(model, size)}, timesteps uniform on 0..999, class labels uniform on "
+                f"0..{int(model.config.num_embeds_ada_norm) - 1}")
 
     def check_export(self, model, kept_per_stack):
         if 0 in kept_per_stack[0]:

@@ -105,6 +105,17 @@ def latent_side(model: nn.Module, size: int) -> int:
     return size - size % patch
 
 
+def noise_latents(model: nn.Module, count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` N(0, 1) latents ``(in_channels, side, side)`` at :func:`latent_side` of ``size``."""
+    side = latent_side(model, size)
+    return torch.randn(count, model.config.in_channels, side, side, generator=generator)
+
+
+def latents_note(model: nn.Module, size: int) -> str:
+    side = latent_side(model, size)
+    return f"N(0, 1) latents {model.config.in_channels}×{side}×{side}"
+
+
 def renumber(state: dict[str, torch.Tensor], prefixes: list[str],
              kept_per_stack: list[list[int]]) -> dict[str, torch.Tensor]:
     """Keep ``<prefix>.<old>.*`` for kept ``old`` as ``<prefix>.<new>.*`` (kept order); other keys pass through."""

@@ -28,11 +28,7 @@ def masked_forward(model: nn.Module, stack: MaskedStack, masks: torch.Tensor | N
 
 # ----- the sd3 family (--model sd3): SD3 / SD3.5 transformers other than TSD-SR -----------------------------------
 
-from pruneseek.targets.family import Family, latent_side  # noqa: E402 (the family builds on the masked forward)
-
-
-def text_ids(tokens: int, device=None) -> torch.Tensor:
-    return torch.zeros(tokens, 3, device=device)
+from pruneseek.targets.family import Family, latents_note, noise_latents  # noqa: E402 (the family builds on the masked forward)
 
 
 class SD3Family(Family):
@@ -46,17 +42,16 @@ class SD3Family(Family):
     def synthetic_inputs(self, model, count, seed, size):
         c = model.config
         g = torch.Generator().manual_seed(seed)
-        side = latent_side(model, size)
         return {
-            "hidden_states": torch.randn(count, c.in_channels, side, side, generator=g),
+            "hidden_states": noise_latents(model, count, size, g),
             "encoder_hidden_states": torch.randn(count, 8, c.joint_attention_dim, generator=g),
             "pooled_projections": torch.randn(count, c.pooled_projection_dim, generator=g),
             "timestep": torch.rand(count, generator=g) * 1000,
         }, {}
 
     def synthetic_note(self, model, size):
-        return (f"synthetic: N(0, 1) latents {model.config.in_channels}×{size}×{size}, 8 N(0, 1) prompt tokens and a "
-                "pooled embedding, timesteps uniform on [0, 1000)")
+        return (f"synthetic: {latents_note(model, size)}, 8 N(0, 1) prompt tokens and a pooled embedding, timesteps "
+                "uniform on [0, 1000)")
 
     def pruned_config(self, config, kept_per_stack):
         """``num_layers`` set, SD3.5's ``dual_attention_layers`` renumbered (as TSD-SR's export does)."""
