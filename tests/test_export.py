@@ -163,7 +163,18 @@ def test_keep_everything_exports_the_unpruned_baseline(files, merged, tmp_path):
     torch.testing.assert_close(_run(reloaded, x), _run(merged.transformer, x), rtol=0, atol=0)
 
 
-def test_text_stream_removal_is_marked_as_needing_retraining(merged):
+def test_text_stream_removal_is_marked_as_needing_retraining(files, merged, tmp_path):
+    mask = _mask_file(tmp_path / "mask.json", [1, 0, 1, 0, 1])
+    out = tmp_path / "free"
+    assert _export(files, mask, out, "--precache-modulation", "--drop-text-stream", "--no-measure") == 0
+    record = json.loads((out / "EXPORT.json").read_text())["streamlined"]
+    assert record["text_stream"] is False and record["exact"] is False and record["requires_retraining"] is True
+    assert record["max_abs_diff_vs_pruned"] > 1e-4  # the mark is earned: the output really changed
+    options = record["options"]
+    assert options["drop_text_stream"]["exact"] is False and options["drop_text_stream"]["requires_retraining"] is True
+    assert options["precache_modulation"]["exact"] is True and options["precache_modulation"]["requires_retraining"] is False
+    assert options["precache_modulation"]["max_abs_diff_vs_pruned"] < 1e-5
+
     pruned = pruned_transformer(merged.transformer, [0, 2, 4])
     free = streamline(pruned, merged.pooled_embeds, precache_modulation=True, text_stream=False)
     names = [n for n, _ in free.named_parameters()]

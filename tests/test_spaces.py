@@ -69,6 +69,11 @@ def test_reference_pairs_reachable_size_by_hand():
     # k=2 adds the (0, 4) and (4, 0) splits: 68 + 2 = 70.
     assert TransferSpace(space, 2, "pairs").size() == 70**3
     assert TransferSpace(space, 0, "chain").size() == space.size()
+    # chain, k = 1: each of the 5 edges moves -1, 0 or +1 layer; the flows fix every block's count c_i = 2 + f_in − f_out,
+    # and the masks number Σ over flows of Π C(4, c_i) (distinct flows give distinct counts on a chain)
+    flows = itertools.product((-1, 0, 1), repeat=5)
+    by_flows = sum(math.prod(math.comb(4, 2 + a - b) for a, b in zip((0, *f), (*f, 0))) for f in flows)
+    assert TransferSpace(space, 1, "chain").size() == by_flows == 1_487_968
 
 
 # ----- block spaces: properties -----------------------------------------------------------------

@@ -334,9 +334,16 @@ def test_half_precision_load(files):
     target = load_tsdsr(files["base"], files["lora"], files["emb"], dtype=torch.bfloat16, merge=False)
     assert next(target.transformer.parameters()).dtype == torch.bfloat16
     assert target.prompt_embeds.dtype == torch.bfloat16 and target.info["dtype"] == "bfloat16"
+    full = load_tsdsr(files["base"], files["lora"], files["emb"], merge=False)
+    lr = prepare_lr(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6)))
+    z = _inputs(seed=11, batch=1)
     with torch.no_grad():
-        sr = target.super_resolve(prepare_lr(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))))
+        sr, sr32 = target.super_resolve(lr), full.super_resolve(lr)
+        v, v32 = target.velocity(z.to(torch.bfloat16)).float(), full.velocity(z)
     assert sr.shape == (1, 3, 32, 32) and torch.isfinite(sr.float()).all()
+    # the same model at bf16's precision (8 mantissa bits: ~0.4 % per value), not just any finite output
+    assert (v - v32).abs().max() <= 0.05 * v32.abs().max() and (v - v32).abs().max() > 0
+    assert (sr.float() - sr32).abs().mean() < 0.1 * sr32.abs().mean()  # through the VAE too
 
 
 def test_search_command_runs_on_tsdsr_files(files, tmp_path, monkeypatch, capsys):
