@@ -30,6 +30,8 @@ import torch
 
 from pruneseek import recipes
 from pruneseek.data import bicubic_upscale
+from pruneseek.data.images import open_image, read_errors
+from pruneseek.data.images import rgb_pixels as _pixels
 from pruneseek.errors import RecoveryError
 from pruneseek.latents import select_images
 from pruneseek.mask import Mask
@@ -283,28 +285,17 @@ CONVENTION = ("psnr_y/ssim_y: BasicSR calculate_psnr/calculate_ssim with test_y_
               "(and lpips) on the whole RGB images; model outputs rounded to 8 bits first, as if saved as PNG")
 
 
-def _pixels(im):
-    """``(H, W, 3)`` float32 in [0, 1] from a PIL image: 16-bit gray scaled by 65535 (PIL's ``convert('RGB')``
-    would clip it at 255), everything else (palette, gray, alpha, CMYK, 48-bit RGB read as 8-bit) via RGB."""
-    import numpy as np
-
-    if im.mode.startswith("I;16") or im.mode == "I":
-        gray = np.asarray(im, dtype=np.float32) / 65535.0
-        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
-    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-
-
 def read_image(path: str | Path) -> torch.Tensor:
     """An image file as ``(3, H, W)`` float32 in [0, 1], upright (the EXIF orientation applied, as OpenCV's
     ``imread`` does), gray replicated, alpha dropped, 16-bit gray kept at full range; unreadable → DataError."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
     from pruneseek.errors import DataError
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             arr = _pixels(ImageOps.exif_transpose(im))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except read_errors() as exc:
         raise DataError(f"cannot read image {path}: {exc}; remove it or convert it to PNG") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
@@ -312,15 +303,13 @@ def read_image(path: str | Path) -> torch.Tensor:
 def check_readable(files: list[Path]) -> None:
     """Open every file's header (cheap, nothing decoded): a file PIL cannot identify is a DataError naming it
     before any work starts. (A file damaged past its header fails later, in :func:`read_image`.)"""
-    from PIL import Image, UnidentifiedImageError
-
     from pruneseek.errors import DataError
 
     for f in files:
         try:
-            with Image.open(f):
+            with open_image(f):
                 pass
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        except read_errors() as exc:
             raise DataError(f"cannot read image {f}: {exc}; remove it or convert it to PNG") from None
 
 
@@ -546,6 +535,8 @@ def _sr_and_hr(mode: str, item, model, seed: int, scale: int, tile: int,
     elif mode == "lr":
         sr = quantise(sr_image(model, read_image(other), tile, scale))
     else:
+        if min(hr.shape[-2:]) < scale:  # no LR pixel to synthesise; _aligned refuses anything under 2·scale + 11
+            return _aligned(hr, hr, stem, scale)
         hr = _centre_crop_multiple(hr, scale)
         lr = degrade(hr, preset_config(degradation, scale), seed)
         sr = quantise(sr_image(model, lr, tile, scale))

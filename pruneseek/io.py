@@ -13,17 +13,22 @@ the link is kept.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import math
 import os
+import re
+import shutil
+import socket
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_writable", "file_sha256", "json_text",
-           "rescued"]
+__all__ = ["as_write_error", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "building_folder",
+           "check_writable", "file_sha256", "json_text", "rescued", "restore_set_aside", "write_error_text"]
 
 
 def _umask() -> int:
@@ -160,8 +165,10 @@ def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
 
 def check_writable(folder: str | os.PathLike[str], what: str = "--out") -> Path:
     """Refuse, before any long work, an output folder that cannot be written: a path through a file, or a folder
-    (or its nearest existing parent, when it does not exist yet) that this process may not write. Nothing is
-    created. (A disk that fills up during the run is caught at the end by :func:`rescued`.)"""
+    (or its nearest existing parent, when it does not exist yet) that this process may not write. ``os.access``
+    answers for permissions and read-only mounts; an empty probe file, created and removed at once, catches what it
+    misses (a full or over-quota disk that cannot take a new file, network file systems). Nothing is left behind.
+    (A disk that fills up during the run is caught at the end by :func:`rescued`.)"""
     from pruneseek.errors import PruneseekError
 
     folder = Path(folder)
@@ -173,27 +180,182 @@ def check_writable(folder: str | os.PathLike[str], what: str = "--out") -> Path:
     if probe.exists() and not probe.is_dir():
         where = "is a file" if probe == folder else f"lies under {probe}, which is a file"
         raise PruneseekError(f"{what} {folder} {where}; give a folder (the outputs go inside it)")
+    where = "" if probe == folder else f" (its parent {probe} exists and is not)"
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        where = "" if probe == folder else f" (its parent {probe} exists and is not)"
         raise PruneseekError(f"{what} {folder} is not writable{where}; choose a folder you can write, before the run "
                              "starts rather than after it")
+    problem = _probe(probe) if probe.exists() else None
+    if problem is not None:
+        raise PruneseekError(f"{what} {folder} is not writable{where}: {problem}; choose another folder, before the "
+                             "run starts rather than after it")
     return folder
 
 
+def _probe(folder: Path) -> str | None:
+    """Why an empty file cannot be created (and removed) in ``folder``, or None when it can."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".pruneseek-probe-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return None
+
+
+#: errno values that mean "this output cannot be written here" (the user can fix them: space, permissions, mounts).
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def as_write_error(exc: BaseException) -> OSError | None:
+    """``exc`` as an :class:`OSError` when it is a failed write the user can fix (disk full, quota, read-only file
+    system, permissions), else None. safetensors reports such failures as ``SafetensorError('... (os error 28)')``."""
+    if isinstance(exc, OSError):
+        return exc if exc.errno in WRITE_ERRNOS else None
+    found = re.search(r"\(os error (\d+)\)", str(exc)) if type(exc).__name__ == "SafetensorError" else None
+    if found and int(found.group(1)) in WRITE_ERRNOS:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code))
+    return None
+
+
+def write_error_text(exc: OSError, where: str | os.PathLike[str] | None = None) -> str:
+    """One line for a failed write: what could not be written, why, and what to do."""
+    path = exc.filename or where
+    what = f"cannot write {path}" if path else "cannot write the outputs"
+    fix = {errno.ENOSPC: "free some space or choose an --out on a disk with room, then rerun",
+           errno.EDQUOT: "free some space (disk quota exceeded) or choose another --out, then rerun",
+           errno.EFBIG: "choose an --out on a file system that takes large files, then rerun",
+           errno.EROFS: "that file system is mounted read-only; choose another --out"}.get(
+        exc.errno, "check its permissions or choose a folder you can write")
+    return f"{what}: {exc.strerror or exc}; {fix}"
+
+
+# ----- whole folders: built aside, swapped in -------------------------------------------------------------------
+# A folder result (an export, a retrained model) is built in ``.NAME.tmp-HOST-PID-*`` next to ``NAME`` and renamed
+# into place; a folder already there is first moved to ``.NAME.old-HOST-PID-*/previous``, then deleted. A process
+# killed in between leaves only hidden folders: the next run for the same ``NAME`` removes those of processes that
+# are gone and, when ``NAME`` itself is missing, puts a set-aside ``previous`` back (it may hold a checkpoint).
+
+
+@contextlib.contextmanager
+def building_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder next to ``out`` to build a folder result in: renamed into place when the block ends,
+    removed (and ``out`` untouched) when it raises, so an interrupted run never leaves a half folder. A failed
+    write (disk full...) propagates as an ``OSError`` that names ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    restore_set_aside(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{_owner()}-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        yield tmp
+        _swap_in(tmp, out)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        error = as_write_error(exc)
+        if error is not None and error is not exc:  # safetensors' report of a full disk: an OSError naming out
+            raise OSError(error.errno, error.strerror, str(out)) from None
+        raise
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    old = None
+    if os.path.lexists(out):
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{_owner()}-", dir=out.parent))
+        os.replace(out, old / "previous")
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_set_aside(out: Path) -> bool:
+    """Clean up after processes killed while swapping ``out``: remove their temporaries and, when ``out`` is
+    missing, move the newest set-aside ``previous`` back to it. True when something was put back."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return False
+    dead = [p for kind in ("tmp", "old") for p in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")
+            if _owner_gone(p.name)]
+    restored = False
+    aside = sorted((p for p in dead if ".old-" in p.name and (p / "previous").is_dir()),
+                   key=lambda p: p.stat().st_mtime)
+    if aside and not os.path.lexists(out):
+        os.replace(aside[-1] / "previous", out)
+        restored = True
+    for p in dead:
+        shutil.rmtree(p, ignore_errors=True)
+    return restored
+
+
+def _owner() -> str:
+    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+
+
+def _owner_gone(name: str) -> bool:
+    """Whether the process named in a ``.NAME.tmp-HOST-PID-*`` / ``.old-`` folder name is gone (this host only)."""
+    found = re.search(r"\.(?:tmp|old)-([^-]+)-(\d+)-[^-]*$", name)
+    if found is None or found.group(1) != socket.gethostname().replace("-", "_"):
+        return False
+    try:
+        os.kill(int(found.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def rescued(out: Path, write, what: str = "results"):
-    """``write(out)``; when that fails with an OS error (disk full, permissions changed, folder removed), ``write``
-    the same results into a fresh folder under the system's temporary directory and raise a one-line error that
-    names both, so a finished long run never loses its result."""
+    """``write(out)``; when that fails with a write error (disk full, permissions changed, folder removed; see
+    :func:`as_write_error`), remove what the failed attempt added to ``out`` (its files would be a partial set that
+    looks finished), ``write`` the same results into a fresh folder under the system's temporary directory and raise
+    a one-line error that names both, so a finished long run never loses its result."""
     from pruneseek.errors import PruneseekError
 
+    before = _entries(out)
     try:
         return write(out)
-    except OSError as exc:
-        fallback = Path(tempfile.mkdtemp(prefix=f"pruneseek-rescued-{Path(out).name}-"))
-        try:
-            write(fallback)
-        except OSError as again:
-            raise PruneseekError(f"could not write the {what} to {out} ({exc.strerror or exc}) nor to {fallback} "
-                                 f"({again.strerror or again}); free some space and rerun") from None
-        raise PruneseekError(f"could not write the {what} to {out} ({exc.strerror or exc}); they were saved to "
-                             f"{fallback} instead") from None
+    except Exception as raised:  # noqa: BLE001 - only write errors are rescued, the rest propagates
+        exc = raised if isinstance(raised, OSError) else as_write_error(raised)
+        if exc is None:
+            raise
+    _remove_new(out, before)
+    why = exc.strerror or exc
+    fallback = Path(tempfile.mkdtemp(prefix=f"pruneseek-rescued-{Path(out).name}-"))
+    try:
+        write(fallback)
+    except Exception as again:  # noqa: BLE001
+        if not isinstance(again, OSError) and as_write_error(again) is None:
+            raise
+        shutil.rmtree(fallback, ignore_errors=True)
+        raise PruneseekError(f"could not write the {what} to {out} ({why}) nor to {fallback} "
+                             f"({getattr(again, 'strerror', None) or again}); free some space and rerun") from None
+    raise PruneseekError(f"could not write the {what} to {out} ({why}); they were saved to {fallback} instead "
+                         "(nothing partial was left in the output folder)") from None
+
+
+def _entries(folder: Path) -> set[str] | None:
+    """The names in ``folder``: None when it does not exist, everything (``{"*"}``) when it cannot be listed."""
+    if not os.path.lexists(folder):
+        return None
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return {"*"}
+
+
+def _remove_new(folder: Path, before: set[str] | None) -> None:
+    """Remove what appeared in ``folder`` since ``before`` was listed (the folder itself when it did not exist)."""
+    if before is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    if "*" in before:
+        return
+    for name in (_entries(folder) or set()) - before:
+        path = Path(folder) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()

@@ -131,7 +131,8 @@ class _Checker:
     def fail(self, name: str | None, message: str) -> MaskFileError:
         if name is None:
             return MaskFileError(f"{self.prefix}{message}")
-        return MaskFileError(f"{self.prefix}field '{name}': {message}")
+        shown = f"'{name}'" if name.isprintable() else repr(name)  # a key with control characters: escaped
+        return MaskFileError(f"{self.prefix}field {shown}: {message}")
 
     def json_values(self, value: Any, name: str) -> None:
         """Every value JSON can hold, finite; object keys strings."""

@@ -205,3 +205,49 @@ def test_search_into_a_file_is_refused_before_any_work(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "is a file; give a folder" in err, err
     assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+# ----- whole folders: built aside, swapped in; what a killed swap leaves is cleaned up -----------------------------
+
+def _gone_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_building_folder_swaps_in_and_leaves_no_temporaries(tmp_path):
+    from pruneseek.io import building_folder
+
+    out = tmp_path / "model"
+    for text in ("first", "second"):
+        with building_folder(out) as tmp:
+            (tmp / "weights.txt").write_text(text)
+        assert (out / "weights.txt").read_text() == text
+    with pytest.raises(RuntimeError), building_folder(out) as tmp:
+        (tmp / "weights.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert (out / "weights.txt").read_text() == "second" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_swap_killed_between_its_renames_gives_the_folder_back(tmp_path):
+    """Killed after moving the old folder aside and before renaming the new one in: the next run puts the old one
+    (and its checkpoint) back, and removes the dead process's temporaries; a live process's are left alone."""
+    import socket
+
+    from pruneseek.io import restore_set_aside
+
+    host, dead = socket.gethostname().replace("-", "_"), _gone_pid()
+    out = tmp_path / "retrained"
+    aside = tmp_path / f".retrained.old-{host}-{dead}-ab12cd34"
+    (aside / "previous" / "checkpoint").mkdir(parents=True)
+    (aside / "previous" / "checkpoint" / "checkpoint.pt").write_bytes(b"state")
+    (tmp_path / f".retrained.tmp-{host}-{dead}-ef56gh78").mkdir()  # the finished but never renamed folder
+    live = tmp_path / f".retrained.tmp-{host}-{os.getpid()}-ij90kl12"
+    live.mkdir()
+    assert restore_set_aside(out)
+    assert (out / "checkpoint" / "checkpoint.pt").read_bytes() == b"state"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["retrained", live.name])
+    assert not restore_set_aside(out)  # nothing more to do; an existing folder is never replaced

@@ -15,16 +15,45 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """An image file as ``(3, H, W)`` float in [0, 1]; gray is replicated, alpha dropped."""
+def rgb_pixels(im) -> np.ndarray:
+    """``(H, W, 3)`` float32 in [0, 1] from a PIL image: 16-bit gray scaled by 65535 (PIL's ``convert('RGB')``
+    would clip it at 255), everything else (palette, gray, alpha, CMYK, 48-bit RGB read as 8-bit) via RGB."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        gray = np.asarray(im, dtype=np.float32) / 65535.0
+        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def open_image(path: str | Path):
+    """``Image.open(path)`` for a with-block, refusing a decompression bomb (a header declaring more pixels than
+    PIL's limit) as an error rather than a warning."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What PIL raises for a file it cannot read (a bomb's warning is made an error by :func:`open_image`)."""
     from PIL import Image, UnidentifiedImageError
+
+    return (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning)
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """An image file as ``(3, H, W)`` float in [0, 1], upright (EXIF orientation applied); gray is replicated,
+    alpha dropped, 16-bit gray kept at full range."""
+    from PIL import ImageOps
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            rgb = im.convert("RGB")
-            arr = np.asarray(rgb, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
+        with open_image(path) as im:
+            arr = rgb_pixels(ImageOps.exif_transpose(im))
+    except read_errors() as exc:
         raise DataError(f"cannot read image {path}: {exc}; remove it from the folder or convert it to PNG/JPEG") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
@@ -48,10 +77,22 @@ def bicubic_upscale(lr: torch.Tensor, scale: int = 4) -> torch.Tensor:
     return out if batched else out[0]
 
 
+def pad_to(img: torch.Tensor, side: int) -> torch.Tensor:
+    """``(C, H, W)`` padded at the bottom/right to at least ``side × side``: reflected (again and again while the
+    image is under half the side), replicated when a side is a single pixel (nothing to reflect)."""
+    while img.shape[-2] < side or img.shape[-1] < side:
+        h, w = img.shape[-2:]
+        need_w, need_h = max(0, side - w), max(0, side - h)
+        if min(h, w) == 1:
+            return F.pad(img[None], (0, need_w, 0, need_h), mode="replicate")[0]
+        img = F.pad(img[None], (0, min(need_w, w - 1), 0, min(need_h, h - 1)), mode="reflect")[0]
+    return img
+
+
 class SRPairs:
     """Deterministic (HR crop, LR) pairs: item i uses image i mod n, a crop and a degradation drawn from (seed, i).
 
-    Images smaller than the crop are reflect-padded up to it.
+    Images smaller than the crop are reflect-padded up to it (:func:`pad_to`).
     """
 
     def __init__(
@@ -85,7 +126,7 @@ class SRPairs:
         _, h, w = img.shape
         s = self.hr_size
         if h < s or w < s:
-            img = F.pad(img[None], (0, max(0, s - w), 0, max(0, s - h)), mode="reflect")[0]
+            img = pad_to(img, s)
             _, h, w = img.shape
         top, left = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
         hr = img[:, top : top + s, left : left + s].contiguous()

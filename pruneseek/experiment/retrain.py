@@ -165,13 +165,15 @@ def check_settings(s: RetrainSettings) -> dict:
     record = export_record(Path(s.pruned))  # a readable export folder, before anything is created
     if Path(s.out).resolve() == Path(s.pruned).resolve():
         raise PruneseekError("--out must differ from --from: the retrained model is written as a new folder")
-    from pruneseek.io import check_writable
+    from pruneseek.io import check_writable, restore_set_aside
 
     out = check_writable(s.out)  # a file, or a folder this process may not write: refused before anything loads
+    check_writable(out.absolute().parent, "the folder holding --out")  # the result is built beside it, then renamed
+    if restore_set_aside(out):  # a run killed while swapping its result in: its checkpoint is back in --out
+        print(f"restored {out} from the folder a killed run had set aside")
     if out.exists() and not s.force and not s.resume and any(p.name != "checkpoint" for p in out.iterdir()):
         raise PruneseekError(f"{out} already holds files; choose another --out, or pass --force to replace it")
-    out.mkdir(parents=True, exist_ok=True)  # checked writable before the work starts
-    return record
+    return record  # --out is created only when the result (or a checkpoint) is written: a refusal leaves no folder
 
 
 class _EMA:
@@ -463,12 +465,10 @@ def _write_into(run: _Run, spec, seconds: float, out: Path) -> dict:
     """The output folder ``out`` (export layout + ``RETRAIN.json`` + ``loss.png``), built aside and renamed into
     place."""
     from pruneseek.experiment.plots import plot_loss
-    from pruneseek.export.folder import _move_into_place, _temporary_folder
-    from pruneseek.io import atomic_write_json, file_sha256
+    from pruneseek.io import atomic_write_json, building_folder, file_sha256
 
     s, src = run.settings, Path(run.settings.pruned)
-    tmp = _temporary_folder(out)
-    try:
+    with building_folder(out) as tmp:
         _save_weights(run, src, tmp)
         for name in CARRIED:
             if (src / name).is_dir():
@@ -493,10 +493,6 @@ def _write_into(run: _Run, spec, seconds: float, out: Path) -> dict:
             doc["discriminator_nonfinite_steps"] = run.stage2.trainer.nonfinite
         atomic_write_json(tmp / "RETRAIN.json", doc)
         plot_loss(run.history, tmp / "loss.png", f"retrain stage {s.stage}, {run.student.name}")
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # (gone already once renamed)
-        raise
     return doc
 
 

@@ -78,7 +78,12 @@ def build_pruned(target, kept_per_stack: list[list[int]]) -> tuple[dict, nn.Modu
     family = target.family
     config = family.pruned_config(model_config(target), kept_per_stack)
     state = family.prune_state(target.model.state_dict(), target.config, kept_per_stack, target.prefixes)
-    model = family.build(config)
+    try:
+        model = family.build(config)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a config field the library cannot build from
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ExportError(f"cannot build the pruned {target.name} model from {target.folder}/config.json ({first}); "
+                          "check the config's fields") from None
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches

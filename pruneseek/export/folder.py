@@ -15,15 +15,13 @@ interrupted export leaves no half folder; a folder holding a different export is
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -33,7 +31,7 @@ from pruneseek.export.measure import count_macs, count_params, interleaved_laten
 from pruneseek.export.prune import ExportError, check_keep, prune_lora_state_dict, pruned_transformer
 from pruneseek.export.streamline import ONE_STEP_T, streamline
 from pruneseek.fingerprint import settings_hash
-from pruneseek.io import _umask, atomic_write_bytes, atomic_write_json, file_sha256
+from pruneseek.io import atomic_write_bytes, atomic_write_json, building_folder as building, file_sha256
 from pruneseek.mask import Mask
 
 FORMAT = "pruneseek.export/v1"
@@ -87,12 +85,16 @@ def read_mask(path: str | os.PathLike[str], model_name: str | None, num_layers: 
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"mask file {path} does not exist; write one with 'pruneseek search' (mask.json)")
-    text = path.read_text(encoding="utf-8")
-    sha = file_sha256(path)
     try:
+        text = path.read_bytes().decode("utf-8")
         doc = json.loads(text)
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: not UTF-8 text; pass a pruneseek mask file (mask.json) or a JSON prune_mask list") from None
     except json.JSONDecodeError as exc:
         raise ExportError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); pass a pruneseek mask file") from None
+    except RecursionError:
+        raise ExportError(f"{path}: JSON nested too deeply; pass a pruneseek mask file (mask.json)") from None
+    sha = file_sha256(path)
     if isinstance(doc, list) or (isinstance(doc, dict) and set(doc) == {"prune_mask"}):
         mask = mask_from_prune_list(doc if isinstance(doc, list) else doc["prune_mask"])
         return Mask.of(mask, num_layers, error=ExportError, what=f"{path}: the prune_mask").kept, None, sha
@@ -201,27 +203,6 @@ def export_checkpoint(
     return record
 
 
-@contextlib.contextmanager
-def building(out: Path) -> Iterator[Path]:
-    """A temporary folder next to ``out`` to build an export in: renamed into place when the block ends, removed
-    (and ``out`` untouched) when it raises, so an interrupted export never leaves a half folder."""
-    tmp = _temporary_folder(out)
-    try:
-        yield tmp
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _temporary_folder(out: Path) -> Path:
-    """A new empty folder next to ``out`` (same file system, so the final rename is atomic)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
-    return tmp
-
-
 def _write_model_files(source: ExportSource, keep: Sequence[int], pruned: nn.Module, tmp: Path, mask_file,
                        options: ExportOptions) -> tuple[str | None, dict | None]:
     """The pruned weights, ``prune_mask.json``, the mask file, the embeddings and (separate) the LoRA.
@@ -234,10 +215,20 @@ def _write_model_files(source: ExportSource, keep: Sequence[int], pruned: nn.Mod
     if mask_file is not None:
         mask_file.save(tmp / "mask.json")  # (this sets mask_file.path to the copy)
     (tmp / "embeddings").mkdir()
-    torch.save(source.prompt_embeds.detach().cpu().clone(), tmp / "embeddings" / "prompt_embeds.pt")
-    torch.save(source.pooled_embeds.detach().cpu().clone(), tmp / "embeddings" / "pool_embeds.pt")
+    for name, tensor in (("prompt_embeds.pt", source.prompt_embeds), ("pool_embeds.pt", source.pooled_embeds)):
+        _save_tensor(tensor, tmp / "embeddings" / name)
     lora_record = _copy_lora(source, keep, tmp / "lora") if options.lora == "separate" else None
     return source_mask, lora_record
+
+
+def _save_tensor(tensor: torch.Tensor, path: Path) -> None:
+    """``torch.save`` through :func:`atomic_write_bytes`: a full disk is an ``OSError`` naming the path (torch's own
+    file writer reports it as an unexplained ``RuntimeError`` and leaves a partial file)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(tensor.detach().cpu().clone(), buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _base_record(source: ExportSource, keep: Sequence[int], dropped: list[int], options: ExportOptions,
@@ -339,17 +330,6 @@ def _measure(source: ExportSource, full: nn.Module, pruned: nn.Module, variants:
         "latency_over_full": {k: v["median_s"] / latency["full"]["median_s"] for k, v in latency.items()},
         "macs_over_full": {k: v / macs["full"] for k, v in macs.items()},
     }
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder to ``out``; a folder already there is moved aside first, then deleted."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "previous")
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def base_and_lora(model: nn.Module, adapter: str = "default") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -70,7 +70,12 @@ class CausalLMFamily(Family):
         from transformers.utils import logging
 
         logging.disable_progress_bar()  # one line per outcome on stderr; pruneseek shows its own progress
-        return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+        from pruneseek.targets.family import check_loading
+
+        model, info = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32,
+                                                           output_loading_info=True)
+        check_loading(folder, info)
+        return model
 
     def build(self, config):
         from transformers import AutoConfig, AutoModelForCausalLM

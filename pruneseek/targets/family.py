@@ -14,12 +14,14 @@ folder with the model in its subfolder (``transformer/`` for diffusers pipelines
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from pruneseek.engine import MaskedStack
@@ -50,7 +52,10 @@ class Family:
 
     def load_model(self, folder: Path, config: dict) -> nn.Module:
         """The model from ``folder`` (local files only, float32); diffusers families load ``classes[0]``."""
-        return self._diffusers_class().from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
+        model, info = self._diffusers_class().from_pretrained(str(folder), local_files_only=True,
+                                                              torch_dtype=torch.float32, output_loading_info=True)
+        check_loading(folder, info)
+        return model
 
     def _diffusers_class(self):
         import diffusers
@@ -95,6 +100,32 @@ class Family:
 
     def check_export(self, model: nn.Module, kept_per_stack: list[list[int]]) -> None:
         """Refuse a mask the family cannot export exactly (DiT: see :mod:`pruneseek.targets.dit`)."""
+
+
+def check_loading(folder: Path, info: dict) -> None:
+    """Refuse weight files that lack some of the model's tensors or hold them in other shapes (``from_pretrained``'s
+    loading info): the library would fill those in at random (or leave them empty) with only a warning."""
+    for key, what in (("missing_keys", "lack"), ("mismatched_keys", "hold other shapes for")):
+        names = sorted(k if isinstance(k, str) else str(k[0]) for k in info.get(key) or [])
+        if names:
+            raise TargetError(f"the weight files in {folder} {what} {len(names)} of the model's tensors "
+                              f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}); re-copy the model's weights")
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """diffusers' and transformers' loading warnings off (their findings become one-line errors here instead)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
 
 
 def latent_side(model: nn.Module, size: int) -> int:
@@ -247,10 +278,11 @@ def load_family(name: str, base: Path, device: str = "cpu") -> ModelTarget:
     family = get_family(name)
     folder, config = model_folder(family, Path(base))
     try:
-        model = family.load_model(folder, config)
+        with quiet_loading():
+            model = family.load_model(folder, config)
     except TargetError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TargetError(f"cannot load the {name} model from {folder}: {first[:300]}; check its config and weight files") from None
     model = model.to(device).float().eval().requires_grad_(False)

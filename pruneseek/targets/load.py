@@ -139,6 +139,16 @@ def check_sr_export(folder: Path, record: dict) -> None:
     if record["source"].get("family") or model not in ("tsdsr", "tsdsr-mini"):
         raise TargetError(f"{folder} holds a pruned {model} model: retrain, evaluate and upscale run on TSD-SR exports; "
                           "load this one with its library's from_pretrained")
+    mask = record.get("mask")
+    n, keep = (mask.get("num_layers"), mask.get("keep")) if isinstance(mask, dict) else (None, None)
+    if not (_is_int(n) and isinstance(keep, list) and keep and all(_is_int(i) for i in keep)
+            and keep == sorted(set(keep)) and 0 <= keep[0] and keep[-1] < n):
+        raise TargetError(f"{folder / 'EXPORT.json'}: field 'mask' must give num_layers and the sorted kept layer "
+                          f"indices below it, got {str(mask)[:80]}; export the folder again")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load_pruned(folder: Path, source: TargetSource, latent=None, merge_lora: bool = True):
@@ -152,6 +162,7 @@ def load_pruned(folder: Path, source: TargetSource, latent=None, merge_lora: boo
     from diffusers import SD3Transformer2DModel
 
     from pruneseek.targets.base import SRTarget
+    from pruneseek.targets.family import check_loading, quiet_loading
 
     record = export_record(folder)
     check_sr_export(folder, record)
@@ -168,11 +179,18 @@ def load_pruned(folder: Path, source: TargetSource, latent=None, merge_lora: boo
     else:
         full = TargetSource(device=source.device).load()
     try:
-        transformer = SD3Transformer2DModel.from_pretrained(str(folder)).to(source.device).eval()
+        with quiet_loading():
+            transformer, loading = SD3Transformer2DModel.from_pretrained(str(folder), output_loading_info=True)
         prompt = torch.load(folder / "embeddings" / "prompt_embeds.pt", map_location="cpu", weights_only=True)
         pooled = torch.load(folder / "embeddings" / "pool_embeds.pt", map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise TargetError(f"{folder}: cannot load the pruned model ({type(exc).__name__}: {exc}); export again")
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise TargetError(f"{folder}: cannot load the pruned model ({type(exc).__name__}: {first}); export again") from None
+    check_loading(folder, loading)
+    transformer = transformer.to(source.device).eval()
+    if len(transformer.transformer_blocks) != len(record["mask"]["keep"]):
+        raise TargetError(f"{folder}: config.json gives {len(transformer.transformer_blocks)} layers, but EXPORT.json "
+                          f"keeps {len(record['mask']['keep'])}; export the folder again")
     lora_file = folder / "lora" / "transformer.safetensors"
     if lora_file.is_file():  # an export with --lora-format separate: TSD-SR's renumbered LoRA, merged on load
         from pruneseek.targets.tsdsr import TSDSR_TRANSFORMER_TARGETS, _apply_lora, _merge_lora, read_tsdsr_lora

@@ -113,7 +113,7 @@ def _read_config(folder: Path, class_name: str, what: str) -> dict:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise TargetError(f"{path}: not a readable JSON config ({exc}); {what} must be in diffusers layout") from None
-    found = config.get("_class_name")
+    found = config.get("_class_name") if isinstance(config, dict) else f"a JSON {type(config).__name__}"
     if found != class_name:
         raise TargetError(
             f"{path}: _class_name is {found!r}, expected {class_name!r}; TSD-SR's base is SD3-medium in diffusers "
@@ -511,22 +511,34 @@ def _load_base_models(base: Path) -> tuple[nn.Module, nn.Module]:
     """SD3's transformer and VAE (float32, local files only); their latent channels must agree."""
     from diffusers import AutoencoderKL, SD3Transformer2DModel
 
-    try:
-        transformer = SD3Transformer2DModel.from_pretrained(
-            base, subfolder="transformer", local_files_only=True, torch_dtype=torch.float32
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise TargetError(f"could not load the transformer from {base / 'transformer'}: {exc}") from None
-    try:
-        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", local_files_only=True, torch_dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise TargetError(f"could not load the VAE from {base / 'vae'}: {exc}") from None
+    transformer = _from_pretrained(SD3Transformer2DModel, base, "transformer")
+    vae = _from_pretrained(AutoencoderKL, base, "vae")
     if vae.config.latent_channels != transformer.config.in_channels:
         raise TargetError(
             f"{base / 'vae' / 'config.json'}: latent_channels {vae.config.latent_channels} but the transformer takes "
             f"in_channels {transformer.config.in_channels}; base/vae and base/transformer must come from one SD3 model"
         )
     return transformer, vae
+
+
+def _from_pretrained(cls, base: Path, subfolder: str) -> nn.Module:
+    """``cls`` from ``base/subfolder`` (float32, local files only, every tensor present in its shape); a config or
+    weight file that does not load is a one-line TargetError naming the folder."""
+    from safetensors import SafetensorError
+
+    from pruneseek.targets.family import check_loading, quiet_loading
+
+    what = "the transformer" if subfolder == "transformer" else "the VAE"
+    try:
+        with quiet_loading():
+            model, info = cls.from_pretrained(base, subfolder=subfolder, local_files_only=True,
+                                              torch_dtype=torch.float32, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError, AttributeError, SafetensorError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise TargetError(f"could not load {what} from {base / subfolder}: {first}; check its config and weight "
+                          "files") from None
+    check_loading(base / subfolder, info)
+    return model
 
 
 def _lora_info(t_rank: int, t_layers: dict, t_tensors: dict[str, torch.Tensor], v_rank: int, v_layers: dict,
