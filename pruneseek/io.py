@@ -4,7 +4,9 @@ Every ``atomic_write_*`` helper writes to a temporary file in the target's own f
 fsyncs it, then moves it over the target with :func:`os.replace` (atomic on POSIX and Windows). A
 reader therefore sees either the old file or the complete new one, never a partial write. On any
 exception (including ``KeyboardInterrupt``) the temporary file is removed, the original file, if any,
-is left untouched, and the exception propagates. Missing parent folders are created.
+is left untouched, and the exception propagates. Missing parent folders are created. The temporary is
+named ``.NAME.tmp-HOST-PID-*``: what a killed process (SIGKILL: no cleanup) left is removed by the next
+write of ``NAME`` once that process is gone.
 
 A file that already exists keeps its permission bits; a new one gets ``0o666`` minus the umask, as
 ``open()`` would give it. When the target is a symbolic link, the file it points to is replaced and
@@ -72,7 +74,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    _remove_dead_temporaries(folder, path.name)  # a killed writer's leftover, never read as the file
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_owner()}-", dir=folder)
     try:
         try:
             f = os.fdopen(fd, "wb")
@@ -275,17 +278,26 @@ def restore_set_aside(out: Path) -> bool:
     out = Path(out)
     if not out.parent.is_dir():
         return False
-    dead = [p for kind in ("tmp", "old") for p in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")
-            if _owner_gone(p.name)]
-    restored = False
-    aside = sorted((p for p in dead if ".old-" in p.name and (p / "previous").is_dir()),
-                   key=lambda p: p.stat().st_mtime)
-    if aside and not os.path.lexists(out):
-        os.replace(aside[-1] / "previous", out)
-        restored = True
-    for p in dead:
-        shutil.rmtree(p, ignore_errors=True)
+    aside = sorted(out.parent.glob(f".{glob.escape(out.name)}.old-*/previous"), key=lambda p: p.stat().st_mtime)
+    aside = [p for p in aside if _owner_gone(p.parent.name)]
+    restored = bool(aside) and not os.path.lexists(out)
+    if restored:
+        os.replace(aside[-1], out)
+    _remove_dead_temporaries(out.parent, out.name)
     return restored
+
+
+def _remove_dead_temporaries(folder: Path, name: str) -> None:
+    """Remove ``.NAME.tmp-*`` / ``.NAME.old-*`` files and folders in ``folder`` whose writing process is gone."""
+    for kind in ("tmp", "old"):
+        for p in folder.glob(f".{glob.escape(name)}.{kind}-*"):
+            if not _owner_gone(p.name):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
 
 
 def _owner() -> str:

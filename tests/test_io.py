@@ -251,3 +251,15 @@ def test_a_swap_killed_between_its_renames_gives_the_folder_back(tmp_path):
     assert (out / "checkpoint" / "checkpoint.pt").read_bytes() == b"state"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["retrained", live.name])
     assert not restore_set_aside(out)  # nothing more to do; an existing folder is never replaced
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    import socket
+
+    host = socket.gethostname().replace("-", "_")
+    stale = tmp_path / f".mask.json.tmp-{host}-{_gone_pid()}-x1y2z3w4"
+    stale.write_text('{"keep": [0')  # half written when SIGKILL came
+    mine = tmp_path / f".mask.json.tmp-{host}-{os.getpid()}-a1b2c3d4"  # a live writer's, left alone
+    mine.write_text("{}")
+    atomic_write_json(tmp_path / "mask.json", {"keep": [0, 1]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["mask.json", mine.name])
