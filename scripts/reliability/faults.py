@@ -281,9 +281,8 @@ class Export(Command):
     def args(self, out):
         return ["export", "--mask", str(self.mask), "--out", str(out), "--rounds", "1"]
 
-    def markers(self, out):
-        return [str(out.parent / f".{out.name}.tmp-*" / "EXPORT.json"),
-                str(out.parent / f".{out.name}.tmp-*" / ".EXPORT.json.*")]
+    def markers(self, out):  # the folder's first file: export prints nothing until done, and its last write is quick
+        return [str(out.parent / f".{out.name}.tmp-*" / "config.json")]
 
     def validate(self, out):
         return check_model_folder(out) + check_files(out) if out.exists() else []
