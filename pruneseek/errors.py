@@ -8,6 +8,14 @@ importing a package ``__init__``.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int | None = None, default: str | None = None) -> str:
+    """The first non-blank line of ``str(exc)`` (at most ``limit`` characters), for a one-line error that quotes a
+    library's message; ``default`` (the exception's class name unless given) when the message is blank."""
+    lines = str(exc).strip().splitlines()
+    line = lines[0] if lines else (type(exc).__name__ if default is None else default)
+    return line if limit is None else line[:limit]
+
+
 class PruneseekError(ValueError):
     """Bad input: the message says what is wrong and how to fix it."""
 

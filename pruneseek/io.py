@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["as_write_error", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "building_folder",
-           "check_writable", "file_sha256", "json_text", "rescued", "restore_set_aside", "write_error_text"]
+           "check_buildable", "check_writable", "file_sha256", "json_text", "rescued", "restore_set_aside",
+           "write_error_text"]
 
 
 def _umask() -> int:
@@ -262,6 +263,14 @@ def building_folder(out: Path) -> Iterator[Path]:
         raise
 
 
+def check_buildable(out: str | os.PathLike[str]) -> Path:
+    """:func:`check_writable` for a folder result made by :func:`building_folder`: ``out`` itself and the folder
+    holding it, where the result is built and renamed into place."""
+    out = check_writable(out)
+    check_writable(out.absolute().parent, "the folder holding --out")
+    return out
+
+
 def _swap_in(tmp: Path, out: Path) -> None:
     old = None
     if os.path.lexists(out):
@@ -329,7 +338,7 @@ def rescued(out: Path, write, what: str = "results"):
     try:
         return write(out)
     except Exception as raised:  # noqa: BLE001 - only write errors are rescued, the rest propagates
-        exc = raised if isinstance(raised, OSError) else as_write_error(raised)
+        exc = _rescuable(raised)
         if exc is None:
             raise
     _remove_new(out, before)
@@ -337,14 +346,20 @@ def rescued(out: Path, write, what: str = "results"):
     fallback = Path(tempfile.mkdtemp(prefix=f"pruneseek-rescued-{Path(out).name}-"))
     try:
         write(fallback)
-    except Exception as again:  # noqa: BLE001
-        if not isinstance(again, OSError) and as_write_error(again) is None:
+    except Exception as raised:  # noqa: BLE001
+        again = _rescuable(raised)
+        if again is None:
             raise
         shutil.rmtree(fallback, ignore_errors=True)
         raise PruneseekError(f"could not write the {what} to {out} ({why}) nor to {fallback} "
-                             f"({getattr(again, 'strerror', None) or again}); free some space and rerun") from None
+                             f"({again.strerror or again}); free some space and rerun") from None
     raise PruneseekError(f"could not write the {what} to {out} ({why}); they were saved to {fallback} instead "
                          "(nothing partial was left in the output folder)") from None
+
+
+def _rescuable(exc: BaseException) -> OSError | None:
+    """Any OS error (a folder removed mid-run counts too), or safetensors' report of one; else None."""
+    return exc if isinstance(exc, OSError) else as_write_error(exc)
 
 
 def _entries(folder: Path) -> set[str] | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pruneseek.errors import DataError, TargetError
+from pruneseek.errors import DataError, TargetError, first_line
 from pruneseek.targets.family import latent_side
 
 IMAGE_FAMILIES = ("sd3", "flux", "dit")
@@ -78,8 +78,7 @@ def load_tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"cannot load the tokenizer in {folder}: {first[:200]}; save the model's tokenizer "
+        raise DataError(f"cannot load the tokenizer in {folder}: {first_line(exc, 200)}; save the model's tokenizer "
                         "with save_pretrained, or drop --data for synthetic token ids") from None
 
 
@@ -136,8 +135,7 @@ def load_vae(target):
     try:
         vae = AutoencoderKL.from_pretrained(str(vae_dir), local_files_only=True, torch_dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TargetError(f"cannot load the VAE from {vae_dir}: {first[:200]}; check its config and weight "
+        raise TargetError(f"cannot load the VAE from {vae_dir}: {first_line(exc, 200)}; check its config and weight "
                           "files") from None
     return vae.to(target.device).float().eval().requires_grad_(False)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from pruneseek.errors import TuneError
+from pruneseek.errors import TuneError, first_line
 from pruneseek.fingerprint import differences, jsonable
 
 #: Seconds between a running trial's heartbeats, and the silence after which it counts as dead (3 missed beats).
@@ -233,9 +233,9 @@ _URL_HELP = ("give an SQLAlchemy URL such as sqlite:///results/tune.db (its fold
 
 
 def _storage_error(url: str, exc: BaseException) -> TuneError:
-    first = (str(exc).strip().splitlines() or [""])[0]
+    first = first_line(exc, default="")
     cause = exc.__cause__ or exc.__context__
-    cause_text = (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
+    cause_text = first_line(cause, default="") if cause is not None else ""
     if cause_text and cause_text not in first:  # optuna wraps a missing driver's ImportError in its own
         first += f": {cause_text}"
     if len(first) > 300:

@@ -80,19 +80,11 @@ def load_source(args: argparse.Namespace):
     ), 32 if source.is_real else 16
 
 
-def check_out(out: Path) -> None:
-    """Refuse an --out that cannot be written before the model loads: the folder is built next to it (in its
-    parent) and renamed into place, so the parent must take new entries too."""
-    from pruneseek.io import check_writable
-
-    check_writable(out)
-    check_writable(Path(out).absolute().parent, "the folder holding --out")
-
-
 def run(args: argparse.Namespace) -> int:
     from pruneseek.export import ExportOptions, export_checkpoint, read_mask
+    from pruneseek.io import check_buildable
 
-    check_out(args.out)
+    check_buildable(args.out)  # before the model loads
     if getattr(args, "model", "tsdsr") != "tsdsr":
         return run_family(args)
     source, default_side = load_source(args)

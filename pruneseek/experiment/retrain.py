@@ -165,10 +165,9 @@ def check_settings(s: RetrainSettings) -> dict:
     record = export_record(Path(s.pruned))  # a readable export folder, before anything is created
     if Path(s.out).resolve() == Path(s.pruned).resolve():
         raise PruneseekError("--out must differ from --from: the retrained model is written as a new folder")
-    from pruneseek.io import check_writable, restore_set_aside
+    from pruneseek.io import check_buildable, restore_set_aside
 
-    out = check_writable(s.out)  # a file, or a folder this process may not write: refused before anything loads
-    check_writable(out.absolute().parent, "the folder holding --out")  # the result is built beside it, then renamed
+    out = check_buildable(s.out)  # a file, or a folder this process may not write: refused before anything loads
     if restore_set_aside(out):  # a run killed while swapping its result in: its checkpoint is back in --out
         print(f"restored {out} from the folder a killed run had set aside")
     if out.exists() and not s.force and not s.resume and any(p.name != "checkpoint" for p in out.iterdir()):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pruneseek.errors import PruneseekError
+from pruneseek.errors import PruneseekError, first_line
 from pruneseek.experiment.settings import SearchSettings
 from pruneseek.fingerprint import jsonable
 
@@ -210,8 +210,8 @@ def check_memory(settings: SearchSettings, target, strategy, report) -> None:
     try:
         estimate = search_estimate(settings, target, strategy)
     except (RuntimeError, NotImplementedError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        report(f"no memory estimate for this model: its forward does not run on the meta device ({first[:120]})")
+        report(f"no memory estimate for this model: its forward does not run on the meta device "
+               f"({first_line(exc, 120)})")
         return
     if estimate is None:
         return

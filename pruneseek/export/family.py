@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from pruneseek import __version__
-from pruneseek.errors import ExportError
+from pruneseek.errors import ExportError, first_line
 from pruneseek.export.folder import FORMAT, building, check_destination
 from pruneseek.export.measure import count_params
 from pruneseek.export.prune import check_keep
@@ -81,8 +81,8 @@ def build_pruned(target, kept_per_stack: list[list[int]]) -> tuple[dict, nn.Modu
     try:
         model = family.build(config)
     except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a config field the library cannot build from
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ExportError(f"cannot build the pruned {target.name} model from {target.folder}/config.json ({first}); "
+        raise ExportError(f"cannot build the pruned {target.name} model from {target.folder}/config.json "
+                          f"({first_line(exc, 200)}); "
                           "check the config's fields") from None
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -130,8 +130,8 @@ def _verify(target, folder: Path, config: dict, keep: Sequence[int], size: int |
     try:
         reloaded = family.load_model(folder, config)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"the written {target.name} folder does not load with from_pretrained: {first[:300]}") from None
+        raise ExportError(f"the written {target.name} folder does not load with from_pretrained: "
+                          f"{first_line(exc, 300)}") from None
     reloaded = _like(reloaded, target.model).eval().requires_grad_(False)
     inputs, size = verify_inputs(target, size)
     masks = _hard_masks(keep, target.num_layers, 2, target.device)

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from pruneseek.engine import MaskedStack
-from pruneseek.errors import TargetError
+from pruneseek.errors import TargetError, first_line
 
 
 class Family:
@@ -283,8 +283,7 @@ def load_family(name: str, base: Path, device: str = "cpu") -> ModelTarget:
     except TargetError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TargetError(f"cannot load the {name} model from {folder}: {first[:300]}; check its config and weight files") from None
+        raise TargetError(f"cannot load the {name} model from {folder}: {first_line(exc, 300)}; check its config and weight files") from None
     model = model.to(device).float().eval().requires_grad_(False)
     stacks = family.stacks(model)
     sizes = [len(s) for _, s in stacks]

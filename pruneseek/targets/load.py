@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pruneseek.errors import TargetError
+from pruneseek.errors import TargetError, first_line
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,8 @@ def load_pruned(folder: Path, source: TargetSource, latent=None, merge_lora: boo
         prompt = torch.load(folder / "embeddings" / "prompt_embeds.pt", map_location="cpu", weights_only=True)
         pooled = torch.load(folder / "embeddings" / "pool_embeds.pt", map_location="cpu", weights_only=True)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise TargetError(f"{folder}: cannot load the pruned model ({type(exc).__name__}: {first}); export again") from None
+        raise TargetError(f"{folder}: cannot load the pruned model ({type(exc).__name__}: "
+                          f"{first_line(exc, 300, default='')}); export again") from None
     check_loading(folder, loading)
     transformer = transformer.to(source.device).eval()
     if len(transformer.transformer_blocks) != len(record["mask"]["keep"]):

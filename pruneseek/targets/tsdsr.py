@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruneseek.errors import TargetError
+from pruneseek.errors import TargetError, first_line
 from pruneseek.targets.base import SRTarget
 
 
@@ -534,8 +534,7 @@ def _from_pretrained(cls, base: Path, subfolder: str) -> nn.Module:
             model, info = cls.from_pretrained(base, subfolder=subfolder, local_files_only=True,
                                               torch_dtype=torch.float32, output_loading_info=True)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError, AttributeError, SafetensorError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise TargetError(f"could not load {what} from {base / subfolder}: {first}; check its config and weight "
+        raise TargetError(f"could not load {what} from {base / subfolder}: {first_line(exc, 300)}; check its config and weight "
                           "files") from None
     check_loading(base / subfolder, info)
     return model

@@ -20,17 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import commit  # this folder's report.py (the script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[2]
 TEST = "tests/reliability/test_bad_inputs.py"
-
-
-def commit() -> str:
-    """HEAD's hash, with "+dirty" when tracked files differ from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    head = git("rev-parse", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def summarise(rows: list[dict], command: str, examples: int, seconds: float, pytest_status: int) -> dict:

@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import commit  # this folder's report.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 SMALL = ["--crops", "8", "--crop-size", "32", "--batch", "2"]
@@ -628,16 +630,6 @@ def commands(work: Path) -> dict:
     export = Export(work, search.ref / "mask.json")
     return {"search": search, "export": export, "retrain": Retrain(work, export.ref), "compare": Compare(work),
             "tune": Tune(work)}
-
-
-def commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+uncommitted changes" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:

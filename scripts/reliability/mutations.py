@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import commit  # this folder's report.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "results" / "reliability-mutations.json"
 TIMEOUT_S = 300
@@ -316,10 +318,6 @@ def run_mutation(copy: Path, m: dict, timeout: float) -> dict:
             "caught": caught, "caught_by": caught_by, "seconds": round(seconds, 1)}
 
 
-def git_head() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog="Method: see the module docstring (scripts/reliability/mutations.py).")
@@ -364,7 +362,7 @@ def report(args: argparse.Namespace, results: list[dict], seconds: float) -> int
 
     caught = sum(r["caught"] for r in results)
     command = "python scripts/reliability/mutations.py" + "".join(f" {a}" for a in sys.argv[1:])
-    atomic_write_json(args.out, {"command": command, "commit": git_head(), "mutations": len(results),
+    atomic_write_json(args.out, {"command": command, "commit": commit(), "mutations": len(results),
                                  "mutations_caught": caught, "seconds": round(seconds, 1), "results": results})
     survivors = [r["id"] for r in results if not r["caught"]]
     print(f"{caught} of {len(results)} mutations caught in {seconds / 60:.1f} min; wrote {args.out}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +25,19 @@ from pruneseek.io import atomic_write_json  # noqa: E402
 
 PARTS = {"mutations": "reliability-mutations.json", "faults": "reliability-faults.json",
          "inputs": "reliability-inputs.json"}
+
+
+def commit() -> str:
+    """The repository's HEAD, with "+uncommitted changes" when tracked files differ from it ("unknown" without git);
+    every part records it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD") or "unknown"
+        return head + ("+uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except OSError:
+        return "unknown"
 
 
 def load_parts(folder: Path) -> dict:
