@@ -14,8 +14,10 @@
   (one block's worth) and twice the largest single saved tensor (an attention map or an MLP's hidden states) —
   a rule of thumb that the tests check against measured peaks.
 
-Activations scale with the batch; the estimate is made at batch 1 and multiplied. On CUDA the allocator's
-fragmentation and the CUDA context (a few hundred MB) come on top.
+Activations and workspace are counted at batch 1 and batch 2 and extended linearly: the difference is what each
+sample adds, and the rest is what every batch holds once (the merged weights of small LoRA layers,
+:class:`~pruneseek.training.SmallLoraLinear`). On CUDA the allocator's fragmentation and the CUDA context (a few
+hundred MB) come on top.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ class MemoryEstimate:
     batch: int
     checkpointing: bool
     dtype: str
+    activations_fixed: int = 0
+    workspace_fixed: int = 0
 
     @property
     def trainable(self) -> int:
@@ -48,11 +52,11 @@ class MemoryEstimate:
 
     @property
     def activations(self) -> int:
-        return self.activations_per_sample * self.batch
+        return self.activations_per_sample * self.batch + self.activations_fixed
 
     @property
     def workspace(self) -> int:
-        return self.workspace_per_sample * self.batch
+        return self.workspace_per_sample * self.batch + self.workspace_fixed
 
     @property
     def total(self) -> int:
@@ -91,7 +95,7 @@ def meta_twin(model: nn.Module) -> nn.Module:
 
 @dataclass(frozen=True)
 class SavedBytes:
-    """Bytes autograd keeps for one forward at batch 1: in all, inside the blocks, the blocks' inputs, the largest
+    """Bytes autograd keeps for one forward: in all, inside the blocks, the blocks' inputs, the largest
     block and the largest single tensor."""
 
     total: int
@@ -104,6 +108,9 @@ class SavedBytes:
         if not checkpointing:
             return self.total
         return self.total - self.in_blocks + self.block_inputs + self.largest_block
+
+    def workspace(self) -> int:
+        return 2 * self.largest_tensor + self.largest_block
 
 
 def saved_bytes(twin: nn.Module, blocks: list[nn.Module], forward: Callable[[], Any]) -> SavedBytes:
@@ -145,12 +152,13 @@ def saved_bytes(twin: nn.Module, blocks: list[nn.Module], forward: Callable[[], 
 
 
 def estimate(model: nn.Module, blocks_of: Callable[[nn.Module], list[nn.Module]],
-             run_forward: Callable[[nn.Module, torch.dtype], Any], *, dtype: torch.dtype, batch: int,
+             run_forward: Callable[[nn.Module, torch.dtype, int], Any], *, dtype: torch.dtype, batch: int,
              checkpointing: bool, lora_targets: list[str] | None, lora_rank: int) -> MemoryEstimate:
     """The estimate of module docstring for ``model`` (weights counted from it; activations from its meta twin).
 
-    ``blocks_of(m)`` lists the block modules a mask covers; ``run_forward(twin, dtype)`` runs the twin's own forward
-    once at batch 1 on meta inputs. ``lora_targets`` (None: every linear layer of the blocks) at ``lora_rank``.
+    ``blocks_of(m)`` lists the block modules a mask covers; ``run_forward(twin, dtype, b)`` runs the twin's own
+    forward once at batch ``b`` on meta inputs (called for b = 1 and 2). ``lora_targets`` (None: every linear layer
+    of the blocks) at ``lora_rank``.
     """
     from pruneseek.training import DTYPES, inject_lora, linear_targets, lora_parameters, quiet_cast
 
@@ -163,33 +171,35 @@ def estimate(model: nn.Module, blocks_of: Callable[[nn.Module], list[nn.Module]]
     trainable = sum(p.numel() for p in lora_parameters(twin))
     for p in lora_parameters(twin):  # the meta forward runs in one dtype (autocast does not act on meta tensors)
         p.data = p.data.to(dtype)
-    counted = saved_bytes(twin, blocks, lambda: run_forward(twin, dtype))
+    one, two = (saved_bytes(twin, blocks, lambda b=b: run_forward(twin, dtype, b)) for b in (1, 2))
+    act_one, act_two = one.activations(checkpointing), two.activations(checkpointing)
     name = next((k for k, v in DTYPES.items() if v == dtype), str(dtype))
     return MemoryEstimate(weights=weight_bytes(model, dtype), trainable_params=trainable,
-                          activations_per_sample=counted.activations(checkpointing),
-                          workspace_per_sample=2 * counted.largest_tensor + counted.largest_block, batch=batch,
-                          checkpointing=checkpointing,
-                          dtype=name)
+                          activations_per_sample=act_two - act_one, activations_fixed=max(0, 2 * act_one - act_two),
+                          workspace_per_sample=two.workspace() - one.workspace(),
+                          workspace_fixed=max(0, 2 * one.workspace() - two.workspace()), batch=batch,
+                          checkpointing=checkpointing, dtype=name)
 
 
 # ----- the targets' forwards on meta inputs ------------------------------------------------------------------------
 
 
-def search_masks(stack) -> torch.Tensor:
-    """A search's batch-1 mask on the meta device: blended and differentiable, so the per-block blend's saved
+def search_masks(stack, batch: int = 1) -> torch.Tensor:
+    """A search's per-sample mask on the meta device: blended and differentiable, so the per-block blend's saved
     tensors (each block's input and raw output, kept for the mask gradient) are counted too."""
-    return torch.ones(1, stack.num_layers, device="meta", requires_grad=True)
+    return torch.ones(batch, stack.num_layers, device="meta", requires_grad=True)
 
 
 
-def sd3_inputs(config, latent_side: int, context_tokens: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Batch-1 meta inputs of an SD3 transformer at ``latent_side`` with ``context_tokens`` prompt tokens."""
+def sd3_inputs(config, latent_side: int, context_tokens: int, dtype: torch.dtype,
+               batch: int = 1) -> dict[str, torch.Tensor]:
+    """Meta inputs of an SD3 transformer at ``latent_side`` with ``context_tokens`` prompt tokens."""
     meta = dict(device="meta", dtype=dtype)
     return {
-        "hidden_states": torch.empty(1, config.in_channels, latent_side, latent_side, **meta),
-        "encoder_hidden_states": torch.empty(1, context_tokens, config.joint_attention_dim, **meta),
-        "pooled_projections": torch.empty(1, config.pooled_projection_dim, **meta),
-        "timestep": torch.empty(1, device="meta"),
+        "hidden_states": torch.empty(batch, config.in_channels, latent_side, latent_side, **meta),
+        "encoder_hidden_states": torch.empty(batch, context_tokens, config.joint_attention_dim, **meta),
+        "pooled_projections": torch.empty(batch, config.pooled_projection_dim, **meta),
+        "timestep": torch.empty(batch, device="meta"),
     }
 
 
@@ -198,11 +208,11 @@ def sd3_estimate(transformer: nn.Module, latent_side: int, context_tokens: int, 
     """The estimate for an SD3 transformer (TSD-SR, tsdsr-mini, the sd3 family, the real-shape benchmark)."""
     from pruneseek.targets.sd3 import masked_forward, sd3_stack
 
-    def run_forward(twin, dt):
+    def run_forward(twin, dt, batch):
         stack = sd3_stack(twin)
         stack.checkpointing = False  # counted without; SavedBytes.activations applies checkpointing
-        return masked_forward(twin, stack, search_masks(stack), "blend",
-                              **sd3_inputs(twin.config, latent_side, context_tokens, dt))
+        return masked_forward(twin, stack, search_masks(stack, batch), "blend",
+                              **sd3_inputs(twin.config, latent_side, context_tokens, dt, batch))
 
     return estimate(transformer, lambda m: list(m.transformer_blocks), run_forward, dtype=dtype, batch=batch,
                     checkpointing=checkpointing, lora_targets=lora_targets, lora_rank=lora_rank)
@@ -214,15 +224,15 @@ def family_estimate(target, size: int, *, dtype: torch.dtype, batch: int, checkp
     from pruneseek.engine import MaskedStack
 
     family = target.family
-    samples, shared = family.synthetic_inputs(target.model, 1, 0, size)
 
     def meta(v: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
         return torch.empty(v.shape, device="meta", dtype=dt if v.is_floating_point() else v.dtype)
 
-    def run_forward(twin, dt):
+    def run_forward(twin, dt, batch):
+        samples, shared = family.synthetic_inputs(target.model, batch, 0, size)
         blocks = [b for _, s in family.stacks(twin) for b in s]
         stack = MaskedStack.over(blocks)
-        with stack.masking(search_masks(stack), "blend"):
+        with stack.masking(search_masks(stack, batch), "blend"):
             return family.output(twin, {k: meta(v, dt) for k, v in {**samples, **shared}.items()})
 
     return estimate(target.model, lambda m: [b for _, s in family.stacks(m) for b in s], run_forward, dtype=dtype,

@@ -45,9 +45,27 @@ def test_activations_scale_with_batch_and_shrink_with_checkpointing():
     four = sd3_estimate(model, 16, 16, batch=4, checkpointing=False, **args)
     ckpt = sd3_estimate(model, 16, 16, batch=1, checkpointing=True, **args)
     bigger = sd3_estimate(model, 32, 16, batch=1, checkpointing=False, **args)
-    assert four.activations == 4 * one.activations and four.weights == one.weights
-    assert ckpt.activations < one.activations / 2
-    assert bigger.activations > 3 * one.activations  # 4× the image tokens
+    assert four.activations == 4 * one.activations_per_sample + one.activations_fixed and four.weights == one.weights
+    assert one.activations_fixed < one.activations_per_sample + one.activations_fixed == one.activations
+    assert ckpt.activations_per_sample < one.activations_per_sample / 2
+    assert bigger.activations_per_sample > 3 * one.activations_per_sample  # 4× the image tokens
+
+
+def test_merged_small_lora_layers_count_once_per_batch(monkeypatch):
+    """Small LoRA layers run as one product with W + s·B A (pruneseek.training.SmallLoraLinear), whose merged
+    weight the backward keeps once per batch, not per sample: exactly those bytes move into the fixed part."""
+    import pruneseek.training as training
+
+    model = _small()
+    args = dict(dtype=torch.float32, batch=4, checkpointing=False, lora_targets=None, lora_rank=4)
+    merged = sd3_estimate(model, 16, 16, **args)
+    monkeypatch.setattr(training, "SMALL_LINEAR", 0)
+    peft_form = sd3_estimate(model, 16, 16, **args)
+    small = [m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and
+             name.startswith("transformer_blocks") and m.weight.numel() <= 1 << 16]
+    assert len(small) > 8 and training.SMALL_LINEAR == 0
+    assert merged.activations_fixed - peft_form.activations_fixed == sum(4 * m.weight.numel() for m in small)
+    assert merged.activations_per_sample < peft_form.activations_per_sample  # no x·Aᵀ kept per sample
 
 
 def _measure(checkpointing: bool) -> dict:

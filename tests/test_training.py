@@ -124,3 +124,75 @@ def test_a_gradient_scaler_overflow_is_a_skipped_step_that_lowers_the_scale():
         if trainer.step(_loss(model, 1e3)):
             break
     assert trainer.consecutive == 0 and any(not torch.equal(p, b) for p, b in zip(params, before))
+
+
+def _wide(width: int, dtype=torch.float32):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2)).to(dtype)
+
+
+def _lora_output_and_grads(model, x):
+    from pruneseek.training import inject_lora
+
+    params = inject_lora(model, 4, 8.0, linear_targets(model), seed=0)
+    with torch.no_grad():
+        for i, p in enumerate(params):  # a non-zero B, so ΔW and every gradient are non-trivial
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(i)))
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    out.square().sum().backward()
+    return out.detach(), [p.grad for p in params], x.grad
+
+
+def test_small_lora_layers_run_merged_and_equal_pefts_form(monkeypatch):
+    """Layers of at most SMALL_LINEAR weights compute (W + s·B A) x in one product (pruneseek.training docstring):
+    the same outputs and gradients as peft's W x + s·B(A x), up to rounding; larger layers keep peft's form."""
+    import pruneseek.training as training
+    from peft.tuners.lora.layer import Linear
+
+    x = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(1))
+    merged_model = _wide(16)
+    merged = _lora_output_and_grads(merged_model, x)
+    assert [type(m) for m in merged_model if isinstance(m, Linear)] == [training.SmallLoraLinear] * 2
+    monkeypatch.setattr(training, "SMALL_LINEAR", 16 * 16 - 1)  # now only the 16 → 2 layer is small
+    mixed_model = _wide(16)
+    _lora_output_and_grads(mixed_model, x)
+    assert [type(m) for m in mixed_model if isinstance(m, Linear)] == [Linear, training.SmallLoraLinear]
+    monkeypatch.setattr(training, "SMALL_LINEAR", 0)
+    peft_model = _wide(16)
+    peft = _lora_output_and_grads(peft_model, x)
+    assert all(type(m) is Linear for m in peft_model if isinstance(m, Linear))
+    assert torch.allclose(merged[0], peft[0], atol=1e-6)
+    for a, b in zip(merged[1] + [merged[2]], peft[1] + [peft[2]]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6) and a.abs().sum() > 0
+    assert merged_model.state_dict().keys() == peft_model.state_dict().keys()
+
+
+def test_small_lora_layers_fall_back_to_peft_and_merge_like_it():
+    """Disabled adapters give the base layer's output; a half-precision base keeps peft's layer; merging folds the
+    same ΔW, so the merged model computes what the adapter did."""
+    import copy
+    import pickle
+
+    import pruneseek.training as training
+    from peft.tuners.lora.layer import Linear
+
+    model = _wide(8)
+    plain = copy.deepcopy(model)
+    x = torch.randn(4, 8)
+    with lora_adapters(model, linear_targets(model), rank=2, alpha=2.0, seed=0, after="merge") as params:
+        with torch.no_grad():
+            for p in params:
+                p.fill_(0.1)
+        layer = model[0]
+        assert type(layer) is training.SmallLoraLinear
+        assert type(pickle.loads(pickle.dumps(layer))) is training.SmallLoraLinear
+        assert type(copy.deepcopy(model)[0]) is training.SmallLoraLinear
+        with_adapter = model(x).detach()
+        layer.enable_adapters(False)  # peft's switch, read by the fallback
+        assert torch.equal(layer(x), plain[0](x))
+        layer.enable_adapters(True)
+    assert torch.allclose(model(x), with_adapter, atol=1e-6)
+    half = _wide(8, torch.bfloat16)
+    training.inject_lora(half, 2, 2.0, linear_targets(half), seed=0)
+    assert all(type(m) is Linear for m in half if isinstance(m, Linear))
