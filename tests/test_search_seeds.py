@@ -177,6 +177,7 @@ def test_search_seeds_writes_each_seed_and_the_majority(tmp_path, weights, capsy
     assert (f"all 2 seeds agree on {metrics['agree_all']} of 24 layers (kept by all: {len(kept_all)}, "
             f"dropped by all: {len(dropped_all)})") in printed
     assert "keep frequency per layer, in seeds of 2 (blocks split by |): " in printed
+    assert printed.count("estimated peak memory") == 1  # every seed's run has the same shape: estimated once
     summary = json.loads((out / "summary.json").read_text())
     assert summary["per_seed_masks"] == masks and summary["kept"] == list(majority.keep)
     assert [s["seed"] for s in summary["per_seed"]] == [3, 4]

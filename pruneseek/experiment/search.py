@@ -156,7 +156,8 @@ def build_search(settings: SearchSettings, parallel, report: Callable[[str], Non
     out, folder = (place or output_folder)(settings, target, preset, strategy)
     check_writable(out)
     report(f"target: {target.name} ({target.num_layers} layers); space: {preset.name} ({preset.space.describe()})")
-    check_memory(settings, target, strategy, report)
+    if settings.memory_check:
+        check_memory(settings, target, strategy, report)
     if settings.source.is_family:
         outcome, problem, spec = _family_problem(settings, target, preset, strategy, out, report)
     else:
@@ -426,8 +427,8 @@ def run_seeds_experiment(settings: SearchSettings, parallel, seeds: list[int],
         outcomes = []
         for i, seed in enumerate(seeds):
             report(f"search {i + 1} of {len(seeds)}: seed {seed}")
-            outcomes.append(run_search_experiment(dataclasses.replace(settings, seed=seed, out=None), parallel, report,
-                                                  place))
+            one = dataclasses.replace(settings, seed=seed, out=None, memory_check=i == 0)
+            outcomes.append(run_search_experiment(one, parallel, report, place))
     first = outcomes[0]
     outcome = SeedsOutcome(out=root[0], seeds=list(seeds), outcomes=outcomes)
     masks = [list(o.result.mask) for o in outcomes]
@@ -462,8 +463,9 @@ class TargetInfo:
     num_layers: int
 
 
-def _seed_worker(settings: SearchSettings, seed: int, root: str) -> tuple[SearchOutcome, list[str]]:
-    """One seed's search in a worker process, its report lines collected; the target is sent back as its name."""
+def _seed_worker(settings: SearchSettings, seed: int, root: str, first: bool) -> tuple[SearchOutcome, list[str]]:
+    """One seed's search in a worker process, its report lines collected; the target is sent back as its name.
+    Only the ``first`` seed estimates the peak memory (the same for every seed)."""
     import dataclasses
 
     import torch
@@ -473,8 +475,8 @@ def _seed_worker(settings: SearchSettings, seed: int, root: str) -> tuple[Search
     torch.set_num_threads(1)
     lines: list[str] = []
     out = Path(root) / f"seed-{seed}"
-    outcome = run_search_experiment(dataclasses.replace(settings, seed=seed, out=None, progress=False),
-                                    DataParallel(), lines.append, lambda *a: (out, out / "checkpoint"))
+    one = dataclasses.replace(settings, seed=seed, out=None, progress=False, memory_check=first)
+    outcome = run_search_experiment(one, DataParallel(), lines.append, lambda *a: (out, out / "checkpoint"))
     outcome.target = TargetInfo(outcome.target.name, outcome.target.num_layers)
     return outcome, lines
 
@@ -499,7 +501,7 @@ def run_seeds_in_processes(settings: SearchSettings, seeds: list[int], jobs: int
                 / f"{model}-r{float(ratio):.2g}-{strategy.name}-s{seeds[0]}-seeds{len(seeds)}")
     report(f"{len(seeds)} searches in {jobs} processes: seeds {', '.join(map(str, seeds))}")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_seed_worker, settings, seed, str(root)) for seed in seeds]
+        futures = [pool.submit(_seed_worker, settings, seed, str(root), i == 0) for i, seed in enumerate(seeds)]
         outcomes = []
         for i, future in enumerate(futures):
             outcome, lines = future.result()

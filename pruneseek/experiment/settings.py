@@ -43,6 +43,9 @@ class SearchSettings:
     dtype: str = "fp32"
     #: Run even when the memory estimate exceeds the free CUDA memory.
     ignore_memory_check: bool = False
+    #: Estimate the peak memory (and on CUDA check it) before the run; ``--seeds`` does it for the first seed only,
+    #: since every seed's run has the same shape.
+    memory_check: bool = True
     progress: bool = True
 
 
