@@ -183,13 +183,12 @@ def _small_lora_linear() -> type:
         product with the merged weight ``W + s·B A`` (module docstring); anything else is peft's own forward."""
 
         def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            base, a, b = self.base_layer, self.lora_A[ADAPTER].weight, self.lora_B[ADAPTER].weight
             if args or kwargs or self.disable_adapters or self.merged or self.active_adapters != [ADAPTER] \
-                    or len(self.lora_A) != 1 or not isinstance(self.lora_dropout[ADAPTER], nn.Identity):
+                    or len(self.lora_A) != 1 or not isinstance(self.lora_dropout[ADAPTER], nn.Identity) \
+                    or base.weight.dtype != a.dtype:  # e.g. the base cast to bf16 after the adapters were placed
                 return super().forward(x, *args, **kwargs)
-            base = self.base_layer
-            weight = torch.addmm(base.weight, self.lora_B[ADAPTER].weight, self.lora_A[ADAPTER].weight,
-                                 alpha=self.scaling[ADAPTER])
-            return nn.functional.linear(x, weight, base.bias)
+            return nn.functional.linear(x, torch.addmm(base.weight, b, a, alpha=self.scaling[ADAPTER]), base.bias)
 
     SmallLoraLinear.__module__, SmallLoraLinear.__qualname__ = __name__, "SmallLoraLinear"  # pickles by name
     return SmallLoraLinear

@@ -196,3 +196,7 @@ def test_small_lora_layers_fall_back_to_peft_and_merge_like_it():
     half = _wide(8, torch.bfloat16)
     training.inject_lora(half, 2, 2.0, linear_targets(half), seed=0)
     assert all(type(m) is Linear for m in half if isinstance(m, Linear))
+    cast_later = _wide(8)  # adapters placed on float32, then the base cast to bf16: peft's forward takes over
+    training.inject_lora(cast_later, 2, 2.0, linear_targets(cast_later), seed=0)
+    cast_later[0].base_layer.to(torch.bfloat16)
+    assert type(cast_later[0]) is training.SmallLoraLinear and cast_later[0](x.bfloat16()).dtype == torch.bfloat16
