@@ -184,7 +184,7 @@ def estimate(model: nn.Module, blocks_of: Callable[[nn.Module], list[nn.Module]]
 # ----- the targets' forwards on meta inputs ------------------------------------------------------------------------
 
 
-def search_masks(stack, batch: int = 1) -> torch.Tensor:
+def search_masks(stack, batch: int) -> torch.Tensor:
     """A search's per-sample mask on the meta device: blended and differentiable, so the per-block blend's saved
     tensors (each block's input and raw output, kept for the mask gradient) are counted too."""
     return torch.ones(batch, stack.num_layers, device="meta", requires_grad=True)
@@ -192,7 +192,7 @@ def search_masks(stack, batch: int = 1) -> torch.Tensor:
 
 
 def sd3_inputs(config, latent_side: int, context_tokens: int, dtype: torch.dtype,
-               batch: int = 1) -> dict[str, torch.Tensor]:
+               batch: int) -> dict[str, torch.Tensor]:
     """Meta inputs of an SD3 transformer at ``latent_side`` with ``context_tokens`` prompt tokens."""
     meta = dict(device="meta", dtype=dtype)
     return {

@@ -179,13 +179,13 @@ def _small_lora_linear() -> type:
     from peft.tuners.lora.layer import Linear
 
     class SmallLoraLinear(Linear):
-        """peft's LoRA linear layer whose forward, with only this project's adapter active and no dropout, is one
-        product with the merged weight ``W + s·B A`` (module docstring); anything else is peft's own forward."""
+        """peft's LoRA linear layer (placed without dropout) whose forward, with only this project's adapter active,
+        is one product with the merged weight ``W + s·B A`` (module docstring); anything else is peft's own forward."""
 
         def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
             base, a, b = self.base_layer, self.lora_A[ADAPTER].weight, self.lora_B[ADAPTER].weight
             if args or kwargs or self.disable_adapters or self.merged or self.active_adapters != [ADAPTER] \
-                    or len(self.lora_A) != 1 or not isinstance(self.lora_dropout[ADAPTER], nn.Identity) \
+                    or len(self.lora_A) != 1 \
                     or base.weight.dtype != a.dtype:  # e.g. the base cast to bf16 after the adapters were placed
                 return super().forward(x, *args, **kwargs)
             return nn.functional.linear(x, torch.addmm(base.weight, b, a, alpha=self.scaling[ADAPTER]), base.bias)
@@ -200,19 +200,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _merge_small_layers(model: nn.Module) -> int:
-    """Give every float32 ``nn.Linear`` LoRA layer of at most :data:`SMALL_LINEAR` weights the merged forward."""
+def _merge_small_layers(model: nn.Module) -> None:
+    """Give every float32 ``nn.Linear`` LoRA layer of at most :data:`SMALL_LINEAR` weights, placed without dropout,
+    the merged forward."""
     from peft.tuners.lora.layer import Linear
 
     small = _small_lora_linear()
-    count = 0
     for module in model.modules():
         base = getattr(module, "base_layer", None)
         if type(module) is Linear and type(base) is nn.Linear and base.weight.dtype == torch.float32 \
-                and base.weight.numel() <= SMALL_LINEAR and ADAPTER in module.lora_A:
+                and base.weight.numel() <= SMALL_LINEAR and ADAPTER in module.lora_A \
+                and isinstance(module.lora_dropout[ADAPTER], nn.Identity):
             module.__class__ = small
-            count += 1
-    return count
 
 
 def inject_lora(model: nn.Module, rank: int, alpha: float, target_modules: Sequence[str] | str,

@@ -463,9 +463,8 @@ class TargetInfo:
     num_layers: int
 
 
-def _seed_worker(settings: SearchSettings, seed: int, root: str, first: bool) -> tuple[SearchOutcome, list[str]]:
-    """One seed's search in a worker process, its report lines collected; the target is sent back as its name.
-    Only the ``first`` seed estimates the peak memory (the same for every seed)."""
+def _seed_worker(settings: SearchSettings, seed: int, root: str) -> tuple[SearchOutcome, list[str]]:
+    """One seed's search in a worker process, its report lines collected; the target is sent back as its name."""
     import dataclasses
 
     import torch
@@ -475,8 +474,8 @@ def _seed_worker(settings: SearchSettings, seed: int, root: str, first: bool) ->
     torch.set_num_threads(1)
     lines: list[str] = []
     out = Path(root) / f"seed-{seed}"
-    one = dataclasses.replace(settings, seed=seed, out=None, progress=False, memory_check=first)
-    outcome = run_search_experiment(one, DataParallel(), lines.append, lambda *a: (out, out / "checkpoint"))
+    outcome = run_search_experiment(dataclasses.replace(settings, seed=seed, out=None, progress=False),
+                                    DataParallel(), lines.append, lambda *a: (out, out / "checkpoint"))
     outcome.target = TargetInfo(outcome.target.name, outcome.target.num_layers)
     return outcome, lines
 
@@ -484,6 +483,7 @@ def _seed_worker(settings: SearchSettings, seed: int, root: str, first: bool) ->
 def run_seeds_in_processes(settings: SearchSettings, seeds: list[int], jobs: int,
                            report: Callable[[str], None]) -> list[SearchOutcome]:
     """The seeds' searches in ``jobs`` fresh processes (one torch thread each), reported in seed order."""
+    import dataclasses
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -501,7 +501,8 @@ def run_seeds_in_processes(settings: SearchSettings, seeds: list[int], jobs: int
                 / f"{model}-r{float(ratio):.2g}-{strategy.name}-s{seeds[0]}-seeds{len(seeds)}")
     report(f"{len(seeds)} searches in {jobs} processes: seeds {', '.join(map(str, seeds))}")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_seed_worker, settings, seed, str(root), i == 0) for i, seed in enumerate(seeds)]
+        futures = [pool.submit(_seed_worker, dataclasses.replace(settings, memory_check=i == 0), seed, str(root))
+                   for i, seed in enumerate(seeds)]  # the memory estimate is the same for every seed: the first's
         outcomes = []
         for i, future in enumerate(futures):
             outcome, lines = future.result()
